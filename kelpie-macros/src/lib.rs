@@ -1,0 +1,101 @@
+//! The `#[kelpie::dst_test]` attribute of Kelpie DST.
+//!
+//! Use it through the `kelpie` crate, which re-exports it; this crate has no other public API.
+//! The attribute checks its arguments against the fault table that the simulation itself uses, so
+//! a misspelled fault, an out-of-range probability or an empty seed range is a compile error at
+//! the offending token, and so is a call in the test body that escapes the simulation (a real
+//! thread, real time, tokio's runtime). All mistakes are reported in one compile.
+//!
+//! The pipeline: `args` parses the attribute, `check` validates the arguments, the function and
+//! its body, `expand` generates the registration with the runner.
+
+extern crate proc_macro;
+
+mod args;
+mod check;
+mod expand;
+
+/// The fault table shared with `kelpie-sim`: one source of truth for fault names and parameters.
+#[allow(dead_code, rustdoc::broken_intra_doc_links)]
+#[path = "table_tmp.rs"]
+mod table;
+
+/// The forbidden-call scanner shared with `kelpie-sim`'s lint.
+#[allow(dead_code, rustdoc::broken_intra_doc_links)]
+#[path = "forbidden_stub.rs"]
+mod forbidden;
+
+use proc_macro::TokenStream;
+
+/// Registers an `async fn` as a deterministic simulation test, run once per seed by the `kelpie`
+/// runner.
+///
+/// ```text
+/// #[kelpie::dst_test]                                  // seeds 0..100, no faults
+/// async fn leases_are_exclusive(env: kelpie::SimEnv) { ... }
+///
+/// #[kelpie::dst_test(seeds = 0..500, faults = [StorageWriteFail(0.02), NetworkPartition(0.01)])]
+/// async fn survives_faults(env: kelpie::SimEnv) -> Result<(), MyError> { ... }
+/// ```
+///
+/// The function must be an `async fn` without generics that takes exactly one argument, the
+/// simulation environment (`kelpie::SimEnv`), and returns `()` or `Result<(), E>` where
+/// `E: Display`; an `Err` fails the seed. Its body must not escape the simulation: calls such as
+/// `std::thread::spawn`, `tokio::spawn` or `std::time::Instant::now` are rejected at compile time
+/// (use the `env`'s task, time and randomness instead).
+///
+/// # Arguments
+///
+/// All are optional and separated by commas; each key may appear once.
+///
+/// | key | value | meaning |
+/// |-----|-------|---------|
+/// | `seeds` | `0..500`, `0..=9` or `[1, 7, 42]` (integer literals) | the seeds to run; default `0..100` |
+/// | `faults` | `[Fault(args), ...]` | faults to inject, see below; default none |
+/// | `max_time` | duration | virtual-time budget of one seed |
+/// | `wall_timeout` | duration | real-time limit of one seed |
+/// | `fault_tick` | duration | period at which node, clock and partition faults are decided |
+/// | `nodes` | integer ≥ 1 | number of simulated nodes |
+/// | `ignore` | flag | registered but not run unless asked for (`--ignored`) |
+/// | `should_fail` | flag | the test passes only if every seed fails |
+/// | `check_determinism` | flag | run each seed twice and compare the event traces |
+///
+/// A duration is a string with a unit, `"250ms"`, `"60s"` or `"2m"`, or an integer number of
+/// milliseconds. A flag is written bare (`ignore`) or as `ignore = true` / `ignore = false`.
+/// Options that are not given take the runner's defaults (`TestOptions::DEFAULT`).
+///
+/// # Faults
+///
+/// Each fault is written as its name from the fault table (`kelpie::FaultKind`), with its positional
+/// parameters in table order and then named options:
+///
+/// ```text
+/// faults = [
+///     StorageWriteFail(0.02),                 // probability, in 0..=1
+///     NetworkDelay(0.1, 200),                 // probability, max_ms (default 100)
+///     NetworkDelay(0.1, max_ms = 200),        // positional parameters may also be named
+///     StorageWriteFail(0.5, key_prefix = "wal/", max = 3, after_ms = 100, until_ms = 5000,
+///                      op = "set", node = "n1"),
+///     Custom("LlmTimeout", 0.1),              // an application fault, checked with env.fault(..)
+/// ]
+/// ```
+///
+/// Trailing parameters that have a default may be left out. The named options every fault accepts
+/// are `op` (an operation name the fault acts on: `get`, `set`, `delete`, `scan`, `commit`, `sync`,
+/// `send`, `tick`, `custom`), `key_prefix` (string), `node` (string), `max` (how many times at most
+/// per run), `after_ms` and `until_ms` (the virtual-time window in which the fault is active).
+#[proc_macro_attribute]
+pub fn dst_test(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match syn::parse2::<syn::ItemFn>(item.clone()) {
+        Ok(function) => expand::dst_test(attr.into(), function).into(),
+        Err(error) => {
+            let error = syn::Error::new(
+                error.span(),
+                "`#[kelpie::dst_test]` applies to an `async fn name(env: kelpie::SimEnv)`",
+            )
+            .to_compile_error();
+            quote::quote!(#error #item).into()
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Errors of the simulation core.
+
+use std::time::Duration;
+
+use crate::fault::FaultStats;
+use crate::trace::TraceSummary;
+
+/// A configuration that makes no sense; reported before any seed runs.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A fault probability outside `0.0..=1.0` (or NaN).
+    #[error("fault `{fault}`: probability {value} is outside 0.0..=1.0")]
+    Probability {
+        /// The fault's name.
+        fault: String,
+        /// The probability given.
+        value: f64,
+    },
+    /// A parameter the fault table does not list for this fault.
+    #[error("fault `{fault}` has no parameter `{param}`")]
+    UnknownParam {
+        /// The fault's name.
+        fault: String,
+        /// The parameter given.
+        param: String,
+    },
+    /// An `op` filter naming an operation the fault never applies to.
+    #[error("fault `{fault}` never applies to operation `{op}`")]
+    OpNotApplicable {
+        /// The fault's name.
+        fault: String,
+        /// The operation given.
+        op: &'static str,
+    },
+    /// An active window that contains no instant.
+    #[error("fault `{fault}`: empty active window {after:?}..{until:?}")]
+    EmptyWindow {
+        /// The fault's name.
+        fault: String,
+        /// Start of the window.
+        after: Duration,
+        /// End of the window.
+        until: Duration,
+    },
+    /// `max = 0`: a fault that can never fire.
+    #[error("fault `{fault}`: `max = 0` means it can never fire")]
+    ZeroMaxTriggers {
+        /// The fault's name.
+        fault: String,
+    },
+    /// A custom fault without a name.
+    #[error("a custom fault needs a non-empty name")]
+    UnnamedCustomFault,
+    /// More faults than one run supports.
+    #[error("{count} faults declared; at most {max} are supported")]
+    TooManyFaults {
+        /// Faults declared.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A duration setting that must be positive is zero.
+    #[error("`{setting}` must be greater than zero")]
+    ZeroDuration {
+        /// The setting's name.
+        setting: &'static str,
+    },
+    /// An empty latency range.
+    #[error("`net_latency` range {start:?}..{end:?} is empty")]
+    EmptyLatency {
+        /// Start of the range.
+        start: Duration,
+        /// End of the range.
+        end: Duration,
+    },
+}
+
+/// Why a seed run failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The test body or a task panicked.
+    #[error("panicked: {message}")]
+    Panic {
+        /// The panic message (and location, when known).
+        message: String,
+    },
+    /// The test body returned an error.
+    #[error("returned an error: {message}")]
+    Error {
+        /// The error's text.
+        message: String,
+    },
+    /// Every task waits on something that can never happen.
+    #[error("deadlock: all tasks are blocked forever; tasks still alive, by node and spawn site:\n{waiting}")]
+    Deadlock {
+        /// The live tasks, by node and spawn location.
+        waiting: String,
+    },
+    /// The run exceeded its virtual-time limit.
+    #[error("virtual-time limit of {limit:?} exceeded")]
+    VirtualTimeLimit {
+        /// The limit.
+        limit: Duration,
+    },
+    /// The wall-clock watchdog fired: a task is stuck without awaiting (or the run is far too slow).
+    #[error("wall-clock watchdog fired after {limit:?}: a task is probably looping without awaiting")]
+    WallTimeout {
+        /// The watchdog limit.
+        limit: Duration,
+    },
+    /// Two runs of the same seed produced different traces.
+    #[error("not deterministic: the two runs diverge at event #{index}:\n  first run:  {first}\n  second run: {second}")]
+    Nondeterministic {
+        /// Index of the first divergent event.
+        index: u64,
+        /// That event in the first run (or `<end of trace>`).
+        first: String,
+        /// That event in the second run (or `<end of trace>`).
+        second: String,
+    },
+}
+
+/// The facts of a failed run that a person needs to act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRun {
+    /// The seed.
+    pub seed: u64,
+    /// What went wrong.
+    pub failure: Failure,
+    /// Virtual time at the failure (as far as known).
+    pub virtual_time: Duration,
+    /// The trace so far: hash, length, last events.
+    pub trace: TraceSummary,
+    /// The resolved fault plan (attribute syntax, one entry per fault).
+    pub plan: Vec<String>,
+    /// Fault statistics so far.
+    pub faults: FaultStats,
+}
+
+/// Errors of [`Simulation::run`](crate::Simulation::run).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The configuration was rejected before the run.
+    #[error("invalid simulation config: {0}")]
+    Config(#[from] ConfigError),
+    /// The run failed.
+    #[error("seed {}: {}", .0.seed, .0.failure)]
+    Failed(Box<FailedRun>),
+}
+
+impl SimError {
+    /// The failed run's facts, if the run got as far as starting.
+    pub fn failed_run(&self) -> Option<&FailedRun> {
+        match self {
+            SimError::Failed(run) => Some(run),
+            SimError::Config(_) => None,
+        }
+    }
+}

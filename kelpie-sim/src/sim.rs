@@ -1,0 +1,630 @@
+//! The simulation: configuration, the per-run world, [`SimEnv`] and [`Simulation::run`].
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::ops::Range;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::error::{ConfigError, FailedRun, Failure, SimError};
+use crate::fault::{FaultInjector, FaultKind, FaultSpec, FaultStats, Fired, OpKind, MAX_FAULTS};
+use crate::net::NetState;
+use crate::node::{NodeId, NodeState};
+use crate::rng::{RngHandle, SimRng};
+use crate::storage::Disk;
+use crate::trace::{first_divergence, EventKind, Trace, TraceEvent, TraceMode, TraceSummary};
+
+/// Settings of one simulation run. Every field has a default ([`SimConfig::default`]):
+///
+/// | field | default |
+/// |---|---|
+/// | `seed` | `0` |
+/// | `max_time` | 600 s of virtual time |
+/// | `wall_timeout` | 60 s of wall-clock time |
+/// | `fault_tick` | 10 ms of virtual time |
+/// | `net_latency` | 1 ms..10 ms |
+/// | `trace` | [`TraceMode::Tail`] |
+/// | `trace_tail` | 32 events |
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimConfig {
+    /// The run's root seed: madsim's scheduler and every random stream derive from it.
+    pub seed: u64,
+    /// Virtual-time limit; exceeding it fails the run with [`Failure::VirtualTimeLimit`].
+    pub max_time: Duration,
+    /// Wall-clock watchdog; a run still going after this fails with [`Failure::WallTimeout`].
+    pub wall_timeout: Duration,
+    /// Interval at which node, clock and partition faults are considered.
+    pub fault_tick: Duration,
+    /// Base one-way message latency, drawn uniformly from this range.
+    pub net_latency: Range<Duration>,
+    /// How much of the trace to keep besides its hash.
+    pub trace: TraceMode,
+    /// How many of the last events a failure report shows.
+    pub trace_tail: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 0,
+            max_time: Duration::from_secs(600),
+            wall_timeout: Duration::from_secs(60),
+            fault_tick: Duration::from_millis(10),
+            net_latency: Duration::from_millis(1)..Duration::from_millis(10),
+            trace: TraceMode::Tail,
+            trace_tail: 32,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The default config with `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        SimConfig { seed, ..SimConfig::default() }
+    }
+
+    /// Rejects settings that make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (setting, d) in [
+            ("max_time", self.max_time),
+            ("wall_timeout", self.wall_timeout),
+            ("fault_tick", self.fault_tick),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroDuration { setting });
+            }
+        }
+        if self.net_latency.start >= self.net_latency.end {
+            return Err(ConfigError::EmptyLatency {
+                start: self.net_latency.start,
+                end: self.net_latency.end,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Mutable state of one run, behind one lock (the simulation is single-threaded; the lock is
+/// never contended and never held across an await).
+pub(crate) struct State {
+    pub(crate) trace: Trace,
+    pub(crate) faults: FaultInjector,
+    pub(crate) nodes: Vec<NodeState>,
+    pub(crate) disks: Vec<Disk>,
+    pub(crate) net: NetState,
+    pub(crate) next_task: u64,
+    /// Virtual time at which the body finished.
+    pub(crate) ended_at: Option<Duration>,
+}
+
+/// Everything one run shares: its seed, config, madsim handle and state.
+pub(crate) struct World {
+    pub(crate) seed: u64,
+    pub(crate) config: SimConfig,
+    pub(crate) plan: Vec<FaultSpec>,
+    pub(crate) handle: madsim::runtime::Handle,
+    pub(crate) start: madsim::time::Instant,
+    /// A node of our own that is never killed: message delivery, delayed fault actions.
+    sys: madsim::runtime::NodeHandle,
+    abort: AtomicBool,
+    user_rng: RngHandle,
+    state: Mutex<State>,
+}
+
+impl World {
+    fn new(config: SimConfig, plan: Vec<FaultSpec>) -> Arc<World> {
+        let seed = config.seed;
+        let faults = FaultInjector::new(seed, &plan);
+        let state = State {
+            trace: Trace::new(config.trace, config.trace_tail),
+            faults,
+            nodes: vec![NodeState::main()],
+            disks: vec![Disk::new(seed, NodeId::MAIN)],
+            net: NetState::new(seed),
+            next_task: 0,
+            ended_at: None,
+        };
+        let handle = madsim::runtime::Handle::current();
+        let sys = handle.create_node().name("kelpie-sys").build();
+        Arc::new(World {
+            sys,
+            seed,
+            plan,
+            handle,
+            start: madsim::time::Instant::now(),
+            abort: AtomicBool::new(false),
+            user_rng: RngHandle::new(SimRng::stream(seed, "env", 0)),
+            state: Mutex::new(state),
+            config,
+        })
+    }
+
+    /// The system node, for tasks that must survive node kills.
+    pub(crate) fn sys(&self) -> &madsim::runtime::NodeHandle {
+        &self.sys
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        if self.abort.load(Ordering::Relaxed) {
+            panic!("kelpie: run aborted by the wall-clock watchdog");
+        }
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Virtual time since the run started.
+    pub(crate) fn elapsed(&self) -> Duration {
+        madsim::time::Instant::now().saturating_duration_since(self.start)
+    }
+
+    /// Appends an event to the trace.
+    pub(crate) fn record(&self, node: NodeId, kind: EventKind) {
+        let at = self.elapsed();
+        self.lock().trace.record(TraceEvent { at, node, kind });
+    }
+
+    /// Considers the faults that apply to `op` on `node` and traces those that fired.
+    pub(crate) fn decide(&self, op: OpKind, node: NodeId, key: Option<&[u8]>) -> Vec<Fired> {
+        let at = self.elapsed();
+        let mut st = self.lock();
+        if !st.faults.any_for(op) {
+            return Vec::new();
+        }
+        let name = st.nodes[node.index()].name.clone();
+        let fired = st.faults.decide(op, &name, key, None, at);
+        for f in &fired {
+            let kind = EventKind::Fault { fault: f.spec.kind(), name: f.name.clone(), op };
+            st.trace.record(TraceEvent { at, node, kind });
+        }
+        fired
+    }
+
+    fn snapshot(&self, failure: Failure, st: Option<&State>) -> FailedRun {
+        FailedRun {
+            seed: self.seed,
+            failure,
+            virtual_time: self.elapsed_or_zero(),
+            trace: st.map(|s| s.trace.summary()).unwrap_or_else(empty_summary),
+            plan: self.plan.iter().map(ToString::to_string).collect(),
+            faults: st.map(|s| s.faults.stats()).unwrap_or_default(),
+        }
+    }
+
+    fn elapsed_or_zero(&self) -> Duration {
+        // Outside the runtime (e.g. from the watchdog's thread) there is no virtual clock.
+        if madsim::runtime::Handle::try_current().is_ok() {
+            self.elapsed()
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+fn empty_summary() -> TraceSummary {
+    TraceSummary { hash: 0, len: 0, tail: Vec::new(), full: None }
+}
+
+/// The handle a test body (and every task and node init closure) gets: seeded randomness,
+/// virtual time, tasks, nodes, storage, network, faults and the trace.
+///
+/// A `SimEnv` acts as one node: [`SimEnv::spawn`], [`SimEnv::storage`] and
+/// [`SimEnv::network`] belong to [`SimEnv::node`]. The body's env acts as the supervisor node
+/// [`NodeId::MAIN`], which faults never crash; [`SimEnv::create_node`] returns the env of a
+/// new node. Cloning is cheap.
+#[derive(Clone)]
+pub struct SimEnv {
+    pub(crate) world: Arc<World>,
+    pub(crate) node: NodeId,
+}
+
+impl std::fmt::Debug for SimEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimEnv").field("seed", &self.world.seed).field("node", &self.node).finish()
+    }
+}
+
+impl SimEnv {
+    /// The run's root seed.
+    pub fn seed(&self) -> u64 {
+        self.world.seed
+    }
+
+    /// The run's config.
+    pub fn config(&self) -> &SimConfig {
+        &self.world.config
+    }
+
+    /// The test's own random stream (independent of the faults' and the scheduler's). All
+    /// clones and all nodes' envs share this one stream.
+    pub fn rng(&self) -> RngHandle {
+        self.world.user_rng.clone()
+    }
+
+    /// The current virtual instant (madsim's clock; `std::time::Instant::now()` agrees inside
+    /// the simulation).
+    pub fn now(&self) -> madsim::time::Instant {
+        madsim::time::Instant::now()
+    }
+
+    /// Virtual time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        self.world.elapsed()
+    }
+
+    /// Sleeps for `duration` of virtual time; the timer firing is traced.
+    pub async fn sleep(&self, duration: Duration) {
+        madsim::time::sleep(duration).await;
+        self.world.record(self.node, EventKind::Timer { slept: duration });
+    }
+
+    /// Runs `future` with a virtual-time limit; `Err` if it did not finish in time.
+    pub async fn timeout<F: Future>(
+        &self,
+        duration: Duration,
+        future: F,
+    ) -> Result<F::Output, madsim::time::error::Elapsed> {
+        madsim::time::timeout(duration, future).await
+    }
+
+    /// Spawns a task on this env's node (traced). Killing the node drops the task.
+    ///
+    /// On the supervisor env ([`NodeId::MAIN`]) the task runs on the node of the calling
+    /// task, which is the supervisor when called from the test body.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> madsim::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handle = {
+            let mut st = self.world.lock();
+            st.next_task += 1;
+            let task = st.next_task;
+            let at = self.world.elapsed();
+            st.trace.record(TraceEvent { at, node: self.node, kind: EventKind::Spawn { task } });
+            st.nodes[self.node.index()].madsim.clone()
+        };
+        match handle {
+            Some(node) => node.spawn(future),
+            None => madsim::task::spawn(future),
+        }
+    }
+
+    /// Asks for the custom fault named `name` (declared as `Custom("name", p)`): `true` if it
+    /// fires now. Undeclared names never fire.
+    pub fn fault(&self, name: &str) -> bool {
+        let at = self.world.elapsed();
+        let mut st = self.world.lock();
+        if !st.faults.any_for(OpKind::Custom) {
+            return false;
+        }
+        let node = st.nodes[self.node.index()].name.clone();
+        let fired = st.faults.decide(OpKind::Custom, &node, None, Some(name), at);
+        for f in &fired {
+            let kind = EventKind::Fault { fault: FaultKind::Custom, name: f.name.clone(), op: OpKind::Custom };
+            st.trace.record(TraceEvent { at, node: self.node, kind });
+        }
+        !fired.is_empty()
+    }
+
+    /// How often each declared fault was considered and fired so far.
+    pub fn faults(&self) -> FaultStats {
+        self.world.lock().faults.stats()
+    }
+
+    /// Records a labelled event of the test's own in the trace.
+    pub fn trace(&self, label: impl Into<String>) {
+        self.world.record(self.node, EventKind::User { label: label.into() });
+    }
+
+    /// The trace so far: hash, length and last events.
+    pub fn trace_summary(&self) -> TraceSummary {
+        self.world.lock().trace.summary()
+    }
+}
+
+/// The result of a successful run.
+#[derive(Debug, Clone)]
+pub struct RunReport<T> {
+    /// What the body returned.
+    pub output: T,
+    /// The seed.
+    pub seed: u64,
+    /// The trace: hash, length, last events (all events in [`TraceMode::Full`]).
+    pub trace: TraceSummary,
+    /// How often each declared fault was considered and fired.
+    pub faults: FaultStats,
+    /// Virtual time the run took.
+    pub virtual_time: Duration,
+    /// Wall-clock time the run took.
+    pub wall_time: Duration,
+}
+
+/// One simulation: a config plus declared faults, run on madsim with a fresh OS thread per run.
+///
+/// ```
+/// use kelpie_sim::{FaultKind, FaultSpec, SimConfig, Simulation};
+/// use std::time::Duration;
+///
+/// let sim = Simulation::new(SimConfig::with_seed(7))
+///     .with_fault(FaultSpec::new(FaultKind::StorageWriteFail, 0.5));
+/// let report = sim
+///     .run(|env| async move {
+///         env.sleep(Duration::from_secs(1)).await;
+///         env.storage().set(b"k", b"v").await.is_ok()
+///     })
+///     .unwrap();
+/// assert!(report.virtual_time >= Duration::from_secs(1));
+/// // Same seed, same trace.
+/// let again = sim.run(|env| async move {
+///     env.sleep(Duration::from_secs(1)).await;
+///     env.storage().set(b"k", b"v").await.is_ok()
+/// }).unwrap();
+/// assert_eq!(report.trace.hash, again.trace.hash);
+/// assert_eq!(report.output, again.output);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    config: SimConfig,
+    faults: Vec<FaultSpec>,
+}
+
+enum Msg<T> {
+    Started(Arc<World>),
+    Done(Result<T, Failure>),
+}
+
+thread_local! {
+    /// The last panic on this seed thread: message and location, captured by our hook.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+const SEED_THREAD_PREFIX: &str = "kelpie-seed-";
+
+/// Installs (once) a panic hook that captures panics of seed threads instead of printing them;
+/// the runner reports them with the seed and the repro command. Other threads are unaffected.
+fn install_panic_hook() {
+    static HOOK: OnceLock<()> = OnceLock::new();
+    HOOK.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let on_seed_thread =
+                std::thread::current().name().is_some_and(|n| n.starts_with(SEED_THREAD_PREFIX));
+            if !on_seed_thread {
+                return previous(info);
+            }
+            let message = panic_message(info.payload());
+            let text = match info.location() {
+                Some(l) => format!("{message} (at {}:{}:{})", l.file(), l.line(), l.column()),
+                None => message,
+            };
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
+        }));
+    });
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
+}
+
+const DEADLOCK_PANIC: &str = "no events, all tasks will block forever";
+
+impl Simulation {
+    /// A simulation with `config` and no faults.
+    pub fn new(config: SimConfig) -> Self {
+        Simulation { config, faults: Vec::new() }
+    }
+
+    /// Declares a fault.
+    pub fn with_fault(mut self, fault: FaultSpec) -> Self {
+        self.faults.push(fault);
+        self
+    }
+
+    /// Declares several faults.
+    pub fn with_faults(mut self, faults: impl IntoIterator<Item = FaultSpec>) -> Self {
+        self.faults.extend(faults);
+        self
+    }
+
+    /// The config.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Mutable access to the config.
+    pub fn config_mut(&mut self) -> &mut SimConfig {
+        &mut self.config
+    }
+
+    /// The declared faults.
+    pub fn faults(&self) -> &[FaultSpec] {
+        &self.faults
+    }
+
+    /// Checks the config and every fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.config.validate()?;
+        if self.faults.len() > MAX_FAULTS {
+            return Err(ConfigError::TooManyFaults { count: self.faults.len(), max: MAX_FAULTS });
+        }
+        self.faults.iter().try_for_each(FaultSpec::validate)
+    }
+
+    /// Runs `body` for this config's seed on a fresh OS thread (each seed needs one: madsim
+    /// seeds std's hash keys per thread) and a fresh madsim runtime. Panics, deadlocks, the
+    /// virtual-time limit and the wall-clock watchdog become [`SimError::Failed`] with the
+    /// facts of the run.
+    pub fn run<F, Fut, T>(&self, body: F) -> Result<RunReport<T>, SimError>
+    where
+        F: FnOnce(SimEnv) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        self.validate()?;
+        install_panic_hook();
+        let wall_start = Instant::now();
+        let config = self.config.clone();
+        let plan = self.faults.clone();
+        let seed = config.seed;
+        let max_time = config.max_time;
+        let wall_timeout = config.wall_timeout;
+        let (tx, rx) = mpsc::channel::<Msg<T>>();
+        let thread = std::thread::Builder::new()
+            .name(format!("{SEED_THREAD_PREFIX}{seed}"))
+            .spawn(move || {
+                let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+                let started = tx.clone();
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    rt.block_on(async move {
+                        let world = World::new(config, plan);
+                        let _ = started.send(Msg::Started(world.clone()));
+                        crate::node::start_nemesis(&world);
+                        let env = SimEnv { world: world.clone(), node: NodeId::MAIN };
+                        let out = madsim::time::timeout(max_time, body(env)).await;
+                        let at = world.elapsed();
+                        world.lock().ended_at = Some(at);
+                        out
+                    })
+                }));
+                let result = match outcome {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(_elapsed)) => Err(Failure::VirtualTimeLimit { limit: max_time }),
+                    Err(payload) => {
+                        let message = LAST_PANIC
+                            .with(|p| p.borrow_mut().take())
+                            .unwrap_or_else(|| panic_message(payload.as_ref()));
+                        if message.starts_with(DEADLOCK_PANIC) {
+                            let waiting = rt.handle().metrics().num_tasks_by_node_by_spawn();
+                            Err(Failure::Deadlock { waiting })
+                        } else {
+                            Err(Failure::Panic { message })
+                        }
+                    }
+                };
+                let _ = tx.send(Msg::Done(result));
+                // Dropping the runtime drops the remaining tasks; a panic there is not ours.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt)));
+            })
+            .expect("failed to spawn a seed thread");
+
+        let mut world: Option<Arc<World>> = None;
+        let result = loop {
+            let left = wall_timeout.saturating_sub(wall_start.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(Msg::Started(w)) => world = Some(w),
+                Ok(Msg::Done(result)) => break Some(result),
+                Err(mpsc::RecvTimeoutError::Timeout) => break None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break Some(Err(Failure::Panic {
+                        message: "the seed thread died before reporting".to_string(),
+                    }))
+                }
+            }
+        };
+        let Some(result) = result else {
+            // The seed thread is stuck: flag it (our APIs panic once it calls them) and leave
+            // it; it cannot be killed. Report what the world had recorded so far.
+            let failure = Failure::WallTimeout { limit: wall_timeout };
+            let run = match &world {
+                Some(w) => {
+                    w.abort.store(true, Ordering::Relaxed);
+                    let st = w.state.try_lock().ok();
+                    w.snapshot(failure, st.as_deref())
+                }
+                None => FailedRun {
+                    seed,
+                    failure,
+                    virtual_time: Duration::ZERO,
+                    trace: empty_summary(),
+                    plan: self.faults.iter().map(ToString::to_string).collect(),
+                    faults: FaultStats::default(),
+                },
+            };
+            return Err(SimError::Failed(Box::new(run)));
+        };
+        let _ = thread.join();
+        let world = world.expect("a finished run has started");
+        let st = world.state.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(output) => Ok(RunReport {
+                output,
+                seed,
+                trace: st.trace.summary(),
+                faults: st.faults.stats(),
+                virtual_time: last_event_time(&st),
+                wall_time: wall_start.elapsed(),
+            }),
+            Err(failure) => {
+                let mut run = world.snapshot(failure, Some(&st));
+                run.virtual_time = last_event_time(&st);
+                Err(SimError::Failed(Box::new(run)))
+            }
+        }
+    }
+
+    /// Runs `body` twice for this seed, keeping every trace event, and compares the traces. On a
+    /// mismatch the error names the first divergent event of each run. Returns the first run's
+    /// result otherwise.
+    pub fn check_determinism<F, Fut, T>(&self, body: F) -> Result<RunReport<T>, SimError>
+    where
+        F: Fn(SimEnv) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let mut sim = self.clone();
+        sim.config.trace = TraceMode::Full;
+        let first = sim.run(body.clone());
+        let second = sim.run(body);
+        let trace = |r: &Result<RunReport<T>, SimError>| match r {
+            Ok(rep) => Some(rep.trace.clone()),
+            Err(SimError::Failed(f)) => Some(f.trace.clone()),
+            Err(SimError::Config(_)) => None,
+        };
+        let (Some(a), Some(b)) = (trace(&first), trace(&second)) else {
+            return first;
+        };
+        let same_outcome = first.is_ok() == second.is_ok();
+        if a.hash == b.hash && same_outcome {
+            return first;
+        }
+        let ea = a.full.unwrap_or_default();
+        let eb = b.full.unwrap_or_default();
+        let index = first_divergence(&ea, &eb).unwrap_or(ea.len());
+        let show = |e: Option<&TraceEvent>| e.map_or("<end of trace>".to_string(), ToString::to_string);
+        let failure = Failure::Nondeterministic {
+            index: index as u64,
+            first: show(ea.get(index)),
+            second: show(eb.get(index)),
+        };
+        let base = match first {
+            Ok(rep) => FailedRun {
+                seed: rep.seed,
+                failure,
+                virtual_time: rep.virtual_time,
+                plan: self.faults.iter().map(ToString::to_string).collect(),
+                faults: rep.faults,
+                trace: TraceSummary { full: None, ..rep.trace },
+            },
+            Err(SimError::Failed(mut f)) => {
+                f.failure = failure;
+                f.trace.full = None;
+                *f
+            }
+            Err(e) => return Err(e),
+        };
+        Err(SimError::Failed(Box::new(base)))
+    }
+}
+
+fn last_event_time(st: &State) -> Duration {
+    st.ended_at.unwrap_or_else(|| st.trace.last_time())
+}

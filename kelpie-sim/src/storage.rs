@@ -1,0 +1,388 @@
+//! A byte-level key-value disk per node, with a durable and a volatile layer.
+//!
+//! [`SimStorage::set`] and [`SimStorage::delete`] land in the volatile layer, visible to reads at
+//! once; [`SimStorage::sync`] makes them durable. A crash ([`SimEnv::kill`],
+//! [`FaultKind::NodeCrash`]) loses exactly the unsynced writes. [`Transaction`]s are optimistic:
+//! reads record versions, [`Transaction::commit`] fails with [`StorageError::Conflict`] if a key
+//! read or written changed since, and applies its writes durably and atomically otherwise.
+//! Storage faults act the way a real disk shows them: failed writes write nothing, torn writes
+//! leave a prefix of the new value over the old one, misdirected writes overwrite another key,
+//! corrupted reads flip a bit, a lost fsync reports success and persists nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::fault::{FaultKind, OpKind};
+use crate::node::{NodeId, NodeStatus};
+use crate::sim::{SimEnv, State, World};
+use crate::trace::{stable_hash, EventKind, TraceEvent};
+
+/// Errors of storage operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// An I/O error (injected by [`FaultKind::StorageWriteFail`] or
+    /// [`FaultKind::StorageReadFail`]).
+    #[error("i/o error during {op}")]
+    Io {
+        /// The operation (`get`, `set`, ...).
+        op: &'static str,
+    },
+    /// The disk is full ([`FaultKind::DiskFull`]); nothing was written.
+    #[error("disk full")]
+    DiskFull,
+    /// A transaction's key changed between its read and its commit.
+    #[error("transaction conflict on key {key:?}")]
+    Conflict {
+        /// The first conflicting key (lossy UTF-8).
+        key: String,
+    },
+    /// The node crashed during the commit ([`FaultKind::CrashDuringTransaction`]); the
+    /// transaction was applied entirely or not at all.
+    #[error("node crashed during commit")]
+    Crashed,
+    /// The disk's node is down.
+    #[error("node is down")]
+    NodeDown,
+}
+
+/// One node's disk.
+pub(crate) struct Disk {
+    durable: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Unsynced writes; `None` is an unsynced delete.
+    volatile: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Version of the last write of each key (for optimistic transactions).
+    versions: BTreeMap<Vec<u8>, u64>,
+    version: u64,
+}
+
+impl Disk {
+    pub(crate) fn new(_seed: u64, _node: NodeId) -> Self {
+        Disk {
+            durable: BTreeMap::new(),
+            volatile: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            version: 0,
+        }
+    }
+
+    /// A crash: the unsynced writes are lost.
+    pub(crate) fn crash(&mut self) {
+        self.volatile.clear();
+    }
+
+    fn read(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.volatile.get(key) {
+            Some(v) => v.clone(),
+            None => self.durable.get(key).cloned(),
+        }
+    }
+
+    fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        self.version += 1;
+        self.versions.insert(key.to_vec(), self.version);
+        self.volatile.insert(key.to_vec(), value);
+    }
+
+    fn write_durable(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        self.version += 1;
+        self.versions.insert(key.to_vec(), self.version);
+        self.volatile.remove(key);
+        match value {
+            Some(v) => self.durable.insert(key.to_vec(), v),
+            None => self.durable.remove(key),
+        };
+    }
+
+    fn version_of(&self, key: &[u8]) -> u64 {
+        self.versions.get(key).copied().unwrap_or(0)
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut merged: BTreeMap<&[u8], Option<&Vec<u8>>> = BTreeMap::new();
+        for (k, v) in self.durable.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            merged.insert(k, Some(v));
+        }
+        for (k, v) in self.volatile.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            merged.insert(k, v.as_ref());
+        }
+        merged.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_vec(), v.clone()))).collect()
+    }
+
+    fn sync(&mut self) {
+        for (k, v) in std::mem::take(&mut self.volatile) {
+            match v {
+                Some(v) => self.durable.insert(k, v),
+                None => self.durable.remove(&k),
+            };
+        }
+    }
+
+    /// Keys with any value, in order (targets of misdirected writes).
+    fn keys(&self) -> Vec<Vec<u8>> {
+        self.scan(b"").into_iter().map(|(k, _)| k).collect()
+    }
+}
+
+/// A node's disk, as seen from that node; see [`SimEnv::storage`].
+#[derive(Clone, Debug)]
+pub struct SimStorage {
+    env: SimEnv,
+}
+
+impl SimEnv {
+    /// This env's node's disk.
+    pub fn storage(&self) -> SimStorage {
+        SimStorage { env: self.clone() }
+    }
+}
+
+/// Faults decided for one storage operation.
+struct Decided {
+    fired: Vec<crate::fault::Fired>,
+}
+
+impl Decided {
+    fn has(&self, kind: FaultKind) -> Option<usize> {
+        self.fired.iter().find(|f| f.spec.kind() == kind).map(|f| f.index)
+    }
+}
+
+impl SimStorage {
+    fn world(&self) -> &World {
+        &self.env.world
+    }
+
+    fn node(&self) -> NodeId {
+        self.env.node
+    }
+
+    /// Decides the faults of one operation and waits out any injected latency.
+    async fn begin(&self, op: OpKind, key: Option<&[u8]>) -> Result<Decided, StorageError> {
+        let d = Decided { fired: self.world().decide(op, self.node(), key) };
+        if let Some(i) = d.has(FaultKind::StorageLatency) {
+            let max = self.env.world.plan[i].param("max_ms").unwrap_or(1).max(1);
+            let ns = self.world().lock().faults.draw(i, 1..max * 1_000_000 + 1);
+            madsim::time::sleep(Duration::from_nanos(ns)).await;
+        }
+        if self.world().lock().nodes[self.node().index()].status == NodeStatus::Down {
+            return Err(StorageError::NodeDown);
+        }
+        Ok(d)
+    }
+
+    fn trace(&self, st: &mut State, op: OpKind, key: &[u8], value: Option<&[u8]>, ok: bool) {
+        let at = self.world().elapsed();
+        let value = value.map_or(0, |v| stable_hash(v) | 1);
+        let kind = EventKind::Storage { op, key: key.to_vec(), value, ok };
+        st.trace.record(TraceEvent { at, node: self.node(), kind });
+    }
+
+    /// Reads `key` (unsynced writes included).
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = key.as_ref();
+        let d = self.begin(OpKind::Get, Some(key)).await?;
+        let mut st = self.world().lock();
+        if d.has(FaultKind::StorageReadFail).is_some() {
+            self.trace(&mut st, OpKind::Get, key, None, false);
+            return Err(StorageError::Io { op: "get" });
+        }
+        let mut value = st.disks[self.node().index()].read(key);
+        if let (Some(i), Some(v)) = (d.has(FaultKind::StorageCorruption), value.as_mut()) {
+            if !v.is_empty() {
+                let bit = st.faults.draw(i, 0..v.len() as u64 * 8);
+                v[(bit / 8) as usize] ^= 1 << (bit % 8);
+            }
+        }
+        self.trace(&mut st, OpKind::Get, key, value.as_deref(), true);
+        Ok(value)
+    }
+
+    /// Writes `key` to the volatile layer (durable after [`SimStorage::sync`]).
+    pub async fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StorageError> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let d = self.begin(OpKind::Set, Some(key)).await?;
+        let mut st = self.world().lock();
+        if let Some(err) = write_error(&d) {
+            self.trace(&mut st, OpKind::Set, key, Some(value), false);
+            return Err(err);
+        }
+        let node = self.node().index();
+        if let Some(i) = d.has(FaultKind::StorageMisdirectedWrite) {
+            let others: Vec<Vec<u8>> =
+                st.disks[node].keys().into_iter().filter(|k| k.as_slice() != key).collect();
+            if !others.is_empty() {
+                let pick = st.faults.draw(i, 0..others.len() as u64) as usize;
+                st.disks[node].write(&others[pick], Some(value.to_vec()));
+            }
+            // Reported as success: the disk believes it wrote `key`.
+            self.trace(&mut st, OpKind::Set, key, Some(value), true);
+            return Ok(());
+        }
+        let mut stored = value.to_vec();
+        if let Some(i) = d.has(FaultKind::StoragePartialWrite) {
+            let cut = st.faults.draw(i, 0..value.len().max(1) as u64) as usize;
+            let old = st.disks[node].read(key).unwrap_or_default();
+            stored.truncate(cut);
+            if old.len() > cut {
+                stored.extend_from_slice(&old[cut..]);
+            }
+        }
+        st.disks[node].write(key, Some(stored));
+        self.trace(&mut st, OpKind::Set, key, Some(value), true);
+        Ok(())
+    }
+
+    /// Deletes `key` in the volatile layer (durable after [`SimStorage::sync`]).
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<(), StorageError> {
+        let key = key.as_ref();
+        let d = self.begin(OpKind::Delete, Some(key)).await?;
+        let mut st = self.world().lock();
+        if let Some(err) = write_error(&d) {
+            self.trace(&mut st, OpKind::Delete, key, None, false);
+            return Err(err);
+        }
+        st.disks[self.node().index()].write(key, None);
+        self.trace(&mut st, OpKind::Delete, key, None, true);
+        Ok(())
+    }
+
+    /// Every key starting with `prefix`, with its value, in key order.
+    pub async fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let prefix = prefix.as_ref();
+        let d = self.begin(OpKind::Scan, Some(prefix)).await?;
+        let mut st = self.world().lock();
+        if d.has(FaultKind::StorageReadFail).is_some() {
+            self.trace(&mut st, OpKind::Scan, prefix, None, false);
+            return Err(StorageError::Io { op: "scan" });
+        }
+        let mut rows = st.disks[self.node().index()].scan(prefix);
+        if let Some(i) = d.has(FaultKind::StorageCorruption) {
+            let total: u64 = rows.iter().map(|(_, v)| v.len() as u64 * 8).sum();
+            if total > 0 {
+                let mut bit = st.faults.draw(i, 0..total);
+                for (_, v) in rows.iter_mut() {
+                    let bits = v.len() as u64 * 8;
+                    if bit < bits {
+                        v[(bit / 8) as usize] ^= 1 << (bit % 8);
+                        break;
+                    }
+                    bit -= bits;
+                }
+            }
+        }
+        let digest = stable_hash(&rows);
+        self.trace(&mut st, OpKind::Scan, prefix, Some(&digest.to_le_bytes()), true);
+        Ok(rows)
+    }
+
+    /// Makes every earlier write durable (unless a [`FaultKind::StorageFsyncLoss`] fault
+    /// silently drops the sync).
+    pub async fn sync(&self) -> Result<(), StorageError> {
+        let d = self.begin(OpKind::Sync, None).await?;
+        let mut st = self.world().lock();
+        if d.has(FaultKind::StorageFsyncLoss).is_none() {
+            st.disks[self.node().index()].sync();
+        }
+        self.trace(&mut st, OpKind::Sync, b"", None, true);
+        Ok(())
+    }
+
+    /// Starts an optimistic transaction.
+    pub fn transaction(&self) -> Transaction {
+        Transaction { storage: self.clone(), reads: BTreeMap::new(), writes: BTreeMap::new() }
+    }
+
+    /// Number of writes not yet synced (for tests of crash semantics).
+    pub fn unsynced_len(&self) -> usize {
+        self.world().lock().disks[self.node().index()].volatile.len()
+    }
+}
+
+fn write_error(d: &Decided) -> Option<StorageError> {
+    if d.has(FaultKind::StorageWriteFail).is_some() {
+        Some(StorageError::Io { op: "write" })
+    } else if d.has(FaultKind::DiskFull).is_some() {
+        Some(StorageError::DiskFull)
+    } else {
+        None
+    }
+}
+
+/// An optimistic transaction over one node's disk: reads record the version they saw, writes
+/// are buffered, [`Transaction::commit`] validates and applies them atomically and durably.
+#[derive(Debug)]
+pub struct Transaction {
+    storage: SimStorage,
+    reads: BTreeMap<Vec<u8>, u64>,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Transaction {
+    /// Reads `key`: this transaction's own write if any, else the disk (recording the version).
+    pub async fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = key.as_ref();
+        if let Some(v) = self.writes.get(key) {
+            return Ok(v.clone());
+        }
+        let version = self.storage.world().lock().disks[self.storage.node().index()].version_of(key);
+        let value = self.storage.get(key).await?;
+        self.reads.entry(key.to_vec()).or_insert(version);
+        Ok(value)
+    }
+
+    /// Buffers a write of `key`.
+    pub fn set(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.writes.insert(key.as_ref().to_vec(), Some(value.as_ref().to_vec()));
+    }
+
+    /// Buffers a delete of `key`.
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        self.writes.insert(key.as_ref().to_vec(), None);
+    }
+
+    /// Validates the reads (no key read changed since) and applies every write durably and
+    /// atomically. Under [`FaultKind::CrashDuringTransaction`] the node crashes mid-commit:
+    /// the writes are applied all or nothing, and the commit returns [`StorageError::Crashed`].
+    pub async fn commit(self) -> Result<(), StorageError> {
+        let s = &self.storage;
+        let d = s.begin(OpKind::Commit, None).await?;
+        let node = s.node();
+        let mut st = s.world().lock();
+        if let Some(err) = write_error(&d) {
+            s.trace(&mut st, OpKind::Commit, b"", None, false);
+            return Err(err);
+        }
+        let disk = &st.disks[node.index()];
+        if let Some((key, _)) = self.reads.iter().find(|(k, v)| disk.version_of(k) != **v) {
+            let key = String::from_utf8_lossy(key).into_owned();
+            s.trace(&mut st, OpKind::Commit, b"", None, false);
+            return Err(StorageError::Conflict { key });
+        }
+        let crash = d.has(FaultKind::CrashDuringTransaction);
+        let apply = match crash {
+            Some(i) => st.faults.draw(i, 0..2) == 1,
+            None => true,
+        };
+        let digest = stable_hash(&self.writes);
+        if apply {
+            for (k, v) in self.writes {
+                st.disks[node.index()].write_durable(&k, v);
+            }
+        }
+        s.trace(&mut st, OpKind::Commit, b"", Some(&digest.to_le_bytes()), crash.is_none());
+        drop(st);
+        if crash.is_some() {
+            let world = s.env.world.clone();
+            if node == NodeId::MAIN {
+                world.lock().disks[0].crash();
+            } else {
+                crate::node::kill(&world, node);
+                let restart_after = Duration::from_millis(100);
+                crate::node::delayed(&world, restart_after, move |w| crate::node::restart(w, node));
+            }
+            return Err(StorageError::Crashed);
+        }
+        Ok(())
+    }
+}
