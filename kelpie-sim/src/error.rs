@@ -105,7 +105,9 @@ pub enum Failure {
         limit: Duration,
     },
     /// The wall-clock watchdog fired: a task is stuck without awaiting (or the run is far too slow).
-    #[error("wall-clock watchdog fired after {limit:?}: a task is probably looping without awaiting")]
+    #[error(
+        "wall-clock watchdog fired after {limit:?}: a task is probably looping without awaiting"
+    )]
     WallTimeout {
         /// The watchdog limit.
         limit: Duration,

@@ -59,8 +59,8 @@ pub use crate::{
     sim::{RunReport, SimConfig, SimEnv, Simulation},
     storage::{SimStorage, StorageError, Transaction},
     trace::{
-        first_divergence, stable_hash, DropReason, EventKind, NodeAction, StableHasher,
-        TraceEvent, TraceMode, TraceSummary,
+        first_divergence, stable_hash, DropReason, EventKind, NodeAction, StableHasher, TraceEvent,
+        TraceMode, TraceSummary,
     },
 };
 

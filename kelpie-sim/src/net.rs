@@ -11,7 +11,7 @@
 //! queued messages; messages to a down node are dropped.
 
 use std::any::{Any, TypeId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::fault::{FaultKind, OpKind};
 use crate::node::{NodeId, NodeStatus};
 use crate::rng::SimRng;
-use crate::sim::{SimEnv, World};
+use crate::sim::{SimEnv, State, World};
 use crate::trace::{stable_hash, DropReason, EventKind};
 
 /// A message as delivered: sender and payload.
@@ -32,6 +32,9 @@ struct Envelope<M> {
     msg: M,
 }
 
+/// Hands one message (all its copies) to its receiver, or drops it.
+type Delivery = Box<dyn FnOnce(&mut State, Duration) + Send>;
+
 /// Network state of one run.
 pub(crate) struct NetState {
     rng: SimRng,
@@ -40,6 +43,10 @@ pub(crate) struct NetState {
     cuts: BTreeMap<(NodeId, NodeId), u32>,
     /// Delivery time of the last message on each link, for FIFO order.
     last_delivery: BTreeMap<(NodeId, NodeId), Duration>,
+    /// Messages in flight per link, in FIFO order, with their delivery time. A delivery timer
+    /// flushes its link's queue up to now, so that timers firing in the same instant (in
+    /// madsim's random order) still deliver in order.
+    in_flight: BTreeMap<(NodeId, NodeId), VecDeque<(Duration, Delivery)>>,
     /// Bound endpoints: (node, message type) -> `mpsc::UnboundedSender<Envelope<M>>`.
     mailboxes: BTreeMap<(NodeId, TypeId), Box<dyn Any + Send>>,
 }
@@ -51,6 +58,7 @@ impl NetState {
             next_msg: 0,
             cuts: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
             mailboxes: BTreeMap::new(),
         }
     }
@@ -107,7 +115,14 @@ fn cut_link(world: &World, a: NodeId, b: NodeId, one_way: bool) {
             st.net.cut(b, a);
         }
     }
-    world.record(a, EventKind::Partition { peer: b, one_way, cut: true });
+    world.record(
+        a,
+        EventKind::Partition {
+            peer: b,
+            one_way,
+            cut: true,
+        },
+    );
 }
 
 /// Heals links cut earlier (each once).
@@ -119,7 +134,14 @@ pub(crate) fn heal_links(world: &World, links: &[(NodeId, NodeId)]) {
     drop(st);
     if let Some((a, b)) = links.first() {
         let one_way = links.len() == 1;
-        world.record(*a, EventKind::Partition { peer: *b, one_way, cut: false });
+        world.record(
+            *a,
+            EventKind::Partition {
+                peer: *b,
+                one_way,
+                cut: false,
+            },
+        );
     }
 }
 
@@ -142,8 +164,17 @@ impl SimNetwork {
     pub fn endpoint<M: Hash + Clone + Send + 'static>(&self) -> Endpoint<M> {
         let (tx, rx) = mpsc::unbounded_channel::<Envelope<M>>();
         let key = (self.env.node, TypeId::of::<M>());
-        self.env.world.lock().net.mailboxes.insert(key, Box::new(tx));
-        Endpoint { env: self.env.clone(), rx: tokio::sync::Mutex::new(rx), _m: PhantomData }
+        self.env
+            .world
+            .lock()
+            .net
+            .mailboxes
+            .insert(key, Box::new(tx));
+        Endpoint {
+            env: self.env.clone(),
+            rx: tokio::sync::Mutex::new(rx),
+            _m: PhantomData,
+        }
     }
 
     /// Cuts both directions between `a` and `b` until [`SimNetwork::heal`].
@@ -168,7 +199,14 @@ impl SimNetwork {
             std::mem::take(&mut st.net.cuts).into_keys().collect()
         };
         for (a, b) in links {
-            self.env.world.record(a, EventKind::Partition { peer: b, one_way: true, cut: false });
+            self.env.world.record(
+                a,
+                EventKind::Partition {
+                    peer: b,
+                    one_way: true,
+                    cut: false,
+                },
+            );
         }
     }
 
@@ -215,6 +253,7 @@ impl<M: Hash + Clone + Send + 'static> Endpoint<M> {
 fn send<M: Hash + Clone + Send + 'static>(env: &SimEnv, to: NodeId, msg: M) {
     let world = &env.world;
     let from = env.node;
+    crate::node::catch_up(world);
     let fired = world.decide(OpKind::Send, from, None);
     let now = world.elapsed();
     let content = stable_hash(&msg);
@@ -242,12 +281,34 @@ fn send<M: Hash + Clone + Send + 'static>(env: &SimEnv, to: NodeId, msg: M) {
             }
         }
         let record = |st: &mut crate::sim::State, kind| {
-            st.trace.record(crate::trace::TraceEvent { at: now, node: from, kind })
+            st.trace.record(crate::trace::TraceEvent {
+                at: now,
+                node: from,
+                kind,
+            })
         };
-        record(&mut st, EventKind::Send { to, msg: id, content });
+        record(
+            &mut st,
+            EventKind::Send {
+                to,
+                msg: id,
+                content,
+            },
+        );
         if lost || st.net.is_cut(from, to) {
-            let reason = if lost { DropReason::Loss } else { DropReason::Partition };
-            record(&mut st, EventKind::Drop { to, msg: id, reason });
+            let reason = if lost {
+                DropReason::Loss
+            } else {
+                DropReason::Partition
+            };
+            record(
+                &mut st,
+                EventKind::Drop {
+                    to,
+                    msg: id,
+                    reason,
+                },
+            );
             None
         } else {
             // FIFO per link: never deliver before the previous message on this link. A held-back
@@ -256,26 +317,69 @@ fn send<M: Hash + Clone + Send + 'static>(env: &SimEnv, to: NodeId, msg: M) {
             let earliest = st.net.last_delivery.get(&link).copied().unwrap_or_default();
             let at = (now + latency).max(earliest + Duration::from_nanos(1));
             st.net.last_delivery.insert(link, at);
-            Some((id, at + hold_back, copies))
+            Some((id, at + hold_back, copies, hold_back.is_zero()))
         }
     };
-    let Some((id, at, copies)) = plan else { return };
-    let world2 = world.clone();
-    let deliver_in = at.saturating_sub(now);
-    world.sys().spawn(async move {
-        madsim::time::sleep(deliver_in).await;
+    let Some((id, at, copies, fifo)) = plan else {
+        return;
+    };
+    let delivery: Delivery = Box::new(move |st, now| {
         for _ in 0..copies {
-            deliver(&world2, from, to, id, msg.clone());
+            deliver(st, now, from, to, id, msg.clone());
         }
     });
+    let link = (from, to);
+    let world2 = world.clone();
+    let deliver_in = at.saturating_sub(now);
+    if fifo {
+        world
+            .lock()
+            .net
+            .in_flight
+            .entry(link)
+            .or_default()
+            .push_back((at, delivery));
+        world.sys().spawn(async move {
+            madsim::time::sleep(deliver_in).await;
+            let now = world2.elapsed();
+            let mut st = world2.lock();
+            while let Some((_, d)) = pop_due(&mut st, link, now) {
+                d(&mut st, now);
+            }
+        });
+    } else {
+        world.sys().spawn(async move {
+            madsim::time::sleep(deliver_in).await;
+            let now = world2.elapsed();
+            delivery(&mut world2.lock(), now);
+        });
+    }
 }
 
-fn deliver<M: Send + 'static>(world: &Arc<World>, from: NodeId, to: NodeId, id: u64, msg: M) {
-    let mut st = world.lock();
-    let at = world.elapsed();
+fn pop_due(st: &mut State, link: (NodeId, NodeId), now: Duration) -> Option<(Duration, Delivery)> {
+    let queue = st.net.in_flight.get_mut(&link)?;
+    if queue.front().is_some_and(|(at, _)| *at <= now) {
+        queue.pop_front()
+    } else {
+        None
+    }
+}
+
+fn deliver<M: Send + 'static>(
+    st: &mut State,
+    at: Duration,
+    from: NodeId,
+    to: NodeId,
+    id: u64,
+    msg: M,
+) {
     let reason = if st.net.is_cut(from, to) {
         Some(DropReason::Partition)
-    } else if st.nodes.get(to.index()).is_none_or(|n| n.status == NodeStatus::Down) {
+    } else if st
+        .nodes
+        .get(to.index())
+        .is_none_or(|n| n.status == NodeStatus::Down)
+    {
         Some(DropReason::Unreachable)
     } else {
         let tx = st
@@ -290,7 +394,12 @@ fn deliver<M: Send + 'static>(world: &Arc<World>, from: NodeId, to: NodeId, id: 
     };
     let kind = match reason {
         None => EventKind::Deliver { from, msg: id },
-        Some(reason) => EventKind::Drop { to, msg: id, reason },
+        Some(reason) => EventKind::Drop {
+            to,
+            msg: id,
+            reason,
+        },
     };
-    st.trace.record(crate::trace::TraceEvent { at, node: to, kind });
+    st.trace
+        .record(crate::trace::TraceEvent { at, node: to, kind });
 }

@@ -112,14 +112,22 @@ impl NodeBuilder<'_> {
             st.disks.push(Disk::new(world.seed, id));
             id
         };
-        let env = SimEnv { world: world.clone(), node: id };
+        let env = SimEnv {
+            world: world.clone(),
+            node: id,
+        };
         let mut builder = world.handle.create_node().name(self.name);
         if let Some(init) = self.init {
             let node_env = env.clone();
             builder = builder.init(move || init(node_env.clone()));
         }
         // Record before building: building spawns the init task.
-        world.record(id, EventKind::Node { action: NodeAction::Create });
+        world.record(
+            id,
+            EventKind::Node {
+                action: NodeAction::Create,
+            },
+        );
         let handle = builder.build();
         world.lock().nodes[id.index()].madsim = Some(handle);
         env
@@ -153,7 +161,11 @@ impl SimEnv {
     /// }).unwrap();
     /// ```
     pub fn create_node(&self, name: impl Into<String>) -> NodeBuilder<'_> {
-        NodeBuilder { env: self, name: name.into(), init: None }
+        NodeBuilder {
+            env: self,
+            name: name.into(),
+            init: None,
+        }
     }
 
     /// The env of another node of this run.
@@ -165,7 +177,10 @@ impl SimEnv {
             node.index() < self.world.lock().nodes.len(),
             "node {node} does not exist in this run"
         );
-        SimEnv { world: self.world.clone(), node }
+        SimEnv {
+            world: self.world.clone(),
+            node,
+        }
     }
 
     /// Every node created with [`SimEnv::create_node`], in creation order (not the supervisor).
@@ -247,7 +262,13 @@ pub(crate) fn kill(world: &World, node: NodeId) {
         st.disks[node.index()].crash();
         st.net.reset_node(node);
         let at = world.elapsed();
-        st.trace.record(TraceEvent { at, node, kind: EventKind::Node { action: NodeAction::Kill } });
+        st.trace.record(TraceEvent {
+            at,
+            node,
+            kind: EventKind::Node {
+                action: NodeAction::Kill,
+            },
+        });
         handle
     };
     if let Some(h) = handle {
@@ -267,7 +288,12 @@ pub(crate) fn restart(world: &World, node: NodeId) {
         n.epoch += 1;
         n.madsim.clone()
     };
-    world.record(node, EventKind::Node { action: NodeAction::Restart });
+    world.record(
+        node,
+        EventKind::Node {
+            action: NodeAction::Restart,
+        },
+    );
     if let Some(h) = handle {
         world.handle.restart(h.id());
     }
@@ -284,7 +310,12 @@ pub(crate) fn pause(world: &World, node: NodeId) {
         n.epoch += 1;
         n.madsim.clone()
     };
-    world.record(node, EventKind::Node { action: NodeAction::Pause });
+    world.record(
+        node,
+        EventKind::Node {
+            action: NodeAction::Pause,
+        },
+    );
     if let Some(h) = handle {
         world.handle.pause(h.id());
     }
@@ -301,7 +332,12 @@ pub(crate) fn resume(world: &World, node: NodeId) {
         n.epoch += 1;
         n.madsim.clone()
     };
-    world.record(node, EventKind::Node { action: NodeAction::Resume });
+    world.record(
+        node,
+        EventKind::Node {
+            action: NodeAction::Resume,
+        },
+    );
     if let Some(h) = handle {
         world.handle.resume(h.id());
     }
@@ -339,21 +375,31 @@ fn spec_node(spec: &FaultSpec) -> Option<String> {
     spec.node_filter().map(str::to_string)
 }
 
-/// Starts the fault tick if any node, clock or partition fault is declared.
-pub(crate) fn start_nemesis(world: &Arc<World>) {
-    if !world.lock().faults.any_for(OpKind::Tick) {
-        return;
+/// Runs the fault ticks that are due. Node, clock and partition faults are considered once per
+/// [`SimConfig::fault_tick`](crate::SimConfig::fault_tick) of virtual time, lazily: whenever the
+/// simulated system does something (a storage operation, a send, a timer, a spawn), every tick
+/// due by then is processed first. No task of our own polls for ticks, so declaring such a fault
+/// adds nothing to madsim's schedule: a fault that never fires changes no trace, and a system
+/// that is stuck is still reported as a deadlock.
+pub(crate) fn catch_up(world: &Arc<World>) {
+    let now = world.elapsed();
+    loop {
+        let due = {
+            let mut st = world.lock();
+            if st.ticking || !st.faults.any_for(OpKind::Tick) || st.next_tick > now {
+                return;
+            }
+            let due = st.next_tick;
+            st.next_tick += world.config.fault_tick;
+            st.ticking = true;
+            due
+        };
+        tick(world, due);
+        world.lock().ticking = false;
     }
-    let world = world.clone();
-    world.clone().sys().spawn(async move {
-        loop {
-            madsim::time::sleep(world.config.fault_tick).await;
-            tick(&world);
-        }
-    });
 }
 
-fn tick(world: &Arc<World>) {
+fn tick(world: &Arc<World>, due: Duration) {
     let at = world.elapsed();
     let fired = {
         let mut st = world.lock();
@@ -363,16 +409,28 @@ fn tick(world: &Arc<World>) {
             .enumerate()
             .map(|(i, n)| (NodeId(i as u32), n.name.clone(), n.status))
             .collect();
-        let fired = st.faults.decide_where(OpKind::Tick, at, |spec| has_target(&nodes, spec));
+        let fired = st
+            .faults
+            .decide_where(OpKind::Tick, due, |spec| has_target(&nodes, spec));
         let mut actions = Vec::new();
         for f in fired {
             let targets = eligible(&nodes, &f.spec);
             let pick = st.faults.draw(f.index, 0..targets.len() as u64) as usize;
             let target = targets[pick];
-            let kind = EventKind::Fault { fault: f.spec.kind(), name: f.name.clone(), op: OpKind::Tick };
-            st.trace.record(TraceEvent { at, node: target, kind });
+            let kind = EventKind::Fault {
+                fault: f.spec.kind(),
+                name: f.name.clone(),
+                op: OpKind::Tick,
+            };
+            st.trace.record(TraceEvent {
+                at,
+                node: target,
+                kind,
+            });
             let max_ms = match f.spec.kind() {
-                FaultKind::NetworkPartition | FaultKind::NetworkPartitionOneWay => f.spec.param("heal_ms"),
+                FaultKind::NetworkPartition | FaultKind::NetworkPartitionOneWay => {
+                    f.spec.param("heal_ms")
+                }
                 FaultKind::NodeCrash => f.spec.param("restart_ms"),
                 FaultKind::NodePause => f.spec.param("pause_ms"),
                 _ => f.spec.param("max_ms"),
@@ -381,8 +439,11 @@ fn tick(world: &Arc<World>) {
             .max(1);
             let amount = st.faults.draw(f.index, 1..max_ms + 1);
             let peer = {
-                let others: Vec<NodeId> =
-                    nodes.iter().map(|n| n.0).filter(|id| *id != target).collect();
+                let others: Vec<NodeId> = nodes
+                    .iter()
+                    .map(|n| n.0)
+                    .filter(|id| *id != target)
+                    .collect();
                 let i = st.faults.draw(f.index, 0..others.len() as u64) as usize;
                 others.get(i).copied()
             };
@@ -442,7 +503,11 @@ fn tick(world: &Arc<World>) {
 }
 
 /// Runs `action` after `after` of virtual time, on the system node (unaffected by kills).
-pub(crate) fn delayed(world: &Arc<World>, after: Duration, action: impl FnOnce(&World) + Send + 'static) {
+pub(crate) fn delayed(
+    world: &Arc<World>,
+    after: Duration,
+    action: impl FnOnce(&World) + Send + 'static,
+) {
     let w = world.clone();
     world.sys().spawn(async move {
         madsim::time::sleep(after).await;

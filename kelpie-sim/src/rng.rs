@@ -47,7 +47,9 @@ impl SimRng {
             z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
             chunk.copy_from_slice(&mix64(z).to_le_bytes());
         }
-        SimRng { inner: Xoshiro256PlusPlus::from_seed(state) }
+        SimRng {
+            inner: Xoshiro256PlusPlus::from_seed(state),
+        }
     }
 
     /// The stream named `label` (and `index`, for several streams of one kind) of the run
@@ -100,7 +102,9 @@ pub struct RngHandle {
 
 impl RngHandle {
     pub(crate) fn new(rng: SimRng) -> Self {
-        RngHandle { inner: Arc::new(Mutex::new(rng)) }
+        RngHandle {
+            inner: Arc::new(Mutex::new(rng)),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut SimRng) -> T) -> T {

@@ -63,7 +63,10 @@ impl Default for SimConfig {
 impl SimConfig {
     /// The default config with `seed`.
     pub fn with_seed(seed: u64) -> Self {
-        SimConfig { seed, ..SimConfig::default() }
+        SimConfig {
+            seed,
+            ..SimConfig::default()
+        }
     }
 
     /// Rejects settings that make no sense.
@@ -96,6 +99,9 @@ pub(crate) struct State {
     pub(crate) disks: Vec<Disk>,
     pub(crate) net: NetState,
     pub(crate) next_task: u64,
+    /// Virtual time of the next fault tick, and whether one is being processed.
+    pub(crate) next_tick: Duration,
+    pub(crate) ticking: bool,
     /// Virtual time at which the body finished.
     pub(crate) ended_at: Option<Duration>,
 }
@@ -126,6 +132,8 @@ impl World {
             net: NetState::new(seed),
             next_task: 0,
             ended_at: None,
+            next_tick: config.fault_tick,
+            ticking: false,
         };
         let handle = madsim::runtime::Handle::current();
         let sys = handle.create_node().name("kelpie-sys").build();
@@ -175,7 +183,11 @@ impl World {
         let name = st.nodes[node.index()].name.clone();
         let fired = st.faults.decide(op, &name, key, None, at);
         for f in &fired {
-            let kind = EventKind::Fault { fault: f.spec.kind(), name: f.name.clone(), op };
+            let kind = EventKind::Fault {
+                fault: f.spec.kind(),
+                name: f.name.clone(),
+                op,
+            };
             st.trace.record(TraceEvent { at, node, kind });
         }
         fired
@@ -185,25 +197,21 @@ impl World {
         FailedRun {
             seed: self.seed,
             failure,
-            virtual_time: self.elapsed_or_zero(),
+            virtual_time: st.map(last_event_time).unwrap_or_default(),
             trace: st.map(|s| s.trace.summary()).unwrap_or_else(empty_summary),
             plan: self.plan.iter().map(ToString::to_string).collect(),
             faults: st.map(|s| s.faults.stats()).unwrap_or_default(),
         }
     }
-
-    fn elapsed_or_zero(&self) -> Duration {
-        // Outside the runtime (e.g. from the watchdog's thread) there is no virtual clock.
-        if madsim::runtime::Handle::try_current().is_ok() {
-            self.elapsed()
-        } else {
-            Duration::ZERO
-        }
-    }
 }
 
 fn empty_summary() -> TraceSummary {
-    TraceSummary { hash: 0, len: 0, tail: Vec::new(), full: None }
+    TraceSummary {
+        hash: 0,
+        len: 0,
+        tail: Vec::new(),
+        full: None,
+    }
 }
 
 /// The handle a test body (and every task and node init closure) gets: seeded randomness,
@@ -221,7 +229,10 @@ pub struct SimEnv {
 
 impl std::fmt::Debug for SimEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimEnv").field("seed", &self.world.seed).field("node", &self.node).finish()
+        f.debug_struct("SimEnv")
+            .field("seed", &self.world.seed)
+            .field("node", &self.node)
+            .finish()
     }
 }
 
@@ -256,7 +267,9 @@ impl SimEnv {
     /// Sleeps for `duration` of virtual time; the timer firing is traced.
     pub async fn sleep(&self, duration: Duration) {
         madsim::time::sleep(duration).await;
-        self.world.record(self.node, EventKind::Timer { slept: duration });
+        crate::node::catch_up(&self.world);
+        self.world
+            .record(self.node, EventKind::Timer { slept: duration });
     }
 
     /// Runs `future` with a virtual-time limit; `Err` if it did not finish in time.
@@ -278,12 +291,17 @@ impl SimEnv {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        crate::node::catch_up(&self.world);
         let handle = {
             let mut st = self.world.lock();
             st.next_task += 1;
             let task = st.next_task;
             let at = self.world.elapsed();
-            st.trace.record(TraceEvent { at, node: self.node, kind: EventKind::Spawn { task } });
+            st.trace.record(TraceEvent {
+                at,
+                node: self.node,
+                kind: EventKind::Spawn { task },
+            });
             st.nodes[self.node.index()].madsim.clone()
         };
         match handle {
@@ -295,16 +313,27 @@ impl SimEnv {
     /// Asks for the custom fault named `name` (declared as `Custom("name", p)`): `true` if it
     /// fires now. Undeclared names never fire.
     pub fn fault(&self, name: &str) -> bool {
+        crate::node::catch_up(&self.world);
         let at = self.world.elapsed();
         let mut st = self.world.lock();
         if !st.faults.any_for(OpKind::Custom) {
             return false;
         }
         let node = st.nodes[self.node.index()].name.clone();
-        let fired = st.faults.decide(OpKind::Custom, &node, None, Some(name), at);
+        let fired = st
+            .faults
+            .decide(OpKind::Custom, &node, None, Some(name), at);
         for f in &fired {
-            let kind = EventKind::Fault { fault: FaultKind::Custom, name: f.name.clone(), op: OpKind::Custom };
-            st.trace.record(TraceEvent { at, node: self.node, kind });
+            let kind = EventKind::Fault {
+                fault: FaultKind::Custom,
+                name: f.name.clone(),
+                op: OpKind::Custom,
+            };
+            st.trace.record(TraceEvent {
+                at,
+                node: self.node,
+                kind,
+            });
         }
         !fired.is_empty()
     }
@@ -316,7 +345,12 @@ impl SimEnv {
 
     /// Records a labelled event of the test's own in the trace.
     pub fn trace(&self, label: impl Into<String>) {
-        self.world.record(self.node, EventKind::User { label: label.into() });
+        self.world.record(
+            self.node,
+            EventKind::User {
+                label: label.into(),
+            },
+        );
     }
 
     /// The trace so far: hash, length and last events.
@@ -390,8 +424,9 @@ fn install_panic_hook() {
     HOOK.get_or_init(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let on_seed_thread =
-                std::thread::current().name().is_some_and(|n| n.starts_with(SEED_THREAD_PREFIX));
+            let on_seed_thread = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with(SEED_THREAD_PREFIX));
             if !on_seed_thread {
                 return previous(info);
             }
@@ -416,11 +451,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 const DEADLOCK_PANIC: &str = "no events, all tasks will block forever";
+/// How long the watchdog waits for a flagged seed thread to unwind.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
+const TIME_LIMIT_PANIC: &str = "time limit exceeded";
 
 impl Simulation {
     /// A simulation with `config` and no faults.
     pub fn new(config: SimConfig) -> Self {
-        Simulation { config, faults: Vec::new() }
+        Simulation {
+            config,
+            faults: Vec::new(),
+        }
     }
 
     /// Declares a fault.
@@ -454,7 +495,10 @@ impl Simulation {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.config.validate()?;
         if self.faults.len() > MAX_FAULTS {
-            return Err(ConfigError::TooManyFaults { count: self.faults.len(), max: MAX_FAULTS });
+            return Err(ConfigError::TooManyFaults {
+                count: self.faults.len(),
+                max: MAX_FAULTS,
+            });
         }
         self.faults.iter().try_for_each(FaultSpec::validate)
     }
@@ -481,28 +525,35 @@ impl Simulation {
         let thread = std::thread::Builder::new()
             .name(format!("{SEED_THREAD_PREFIX}{seed}"))
             .spawn(move || {
-                let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+                let mut rt =
+                    madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+                // madsim's own limit, not a `timeout` future: a pending timeout timer would keep
+                // madsim from ever seeing that every task is blocked (a deadlock).
+                rt.set_time_limit(max_time);
                 let started = tx.clone();
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     rt.block_on(async move {
                         let world = World::new(config, plan);
                         let _ = started.send(Msg::Started(world.clone()));
-                        crate::node::start_nemesis(&world);
-                        let env = SimEnv { world: world.clone(), node: NodeId::MAIN };
-                        let out = madsim::time::timeout(max_time, body(env)).await;
+                        let env = SimEnv {
+                            world: world.clone(),
+                            node: NodeId::MAIN,
+                        };
+                        let out = body(env).await;
                         let at = world.elapsed();
                         world.lock().ended_at = Some(at);
                         out
                     })
                 }));
                 let result = match outcome {
-                    Ok(Ok(value)) => Ok(value),
-                    Ok(Err(_elapsed)) => Err(Failure::VirtualTimeLimit { limit: max_time }),
+                    Ok(value) => Ok(value),
                     Err(payload) => {
                         let message = LAST_PANIC
                             .with(|p| p.borrow_mut().take())
                             .unwrap_or_else(|| panic_message(payload.as_ref()));
-                        if message.starts_with(DEADLOCK_PANIC) {
+                        if message.starts_with(TIME_LIMIT_PANIC) {
+                            Err(Failure::VirtualTimeLimit { limit: max_time })
+                        } else if message.starts_with(DEADLOCK_PANIC) {
                             let waiting = rt.handle().metrics().num_tasks_by_node_by_spawn();
                             Err(Failure::Deadlock { waiting })
                         } else {
@@ -531,13 +582,21 @@ impl Simulation {
             }
         };
         let Some(result) = result else {
-            // The seed thread is stuck: flag it (our APIs panic once it calls them) and leave
-            // it; it cannot be killed. Report what the world had recorded so far.
-            let failure = Failure::WallTimeout { limit: wall_timeout };
+            // The seed thread is stuck: flag it (our APIs panic once it calls them, which
+            // unwinds it) and give it a moment to unwind; a thread that never calls us again
+            // cannot be killed and is left behind. Report what the world recorded so far.
+            let failure = Failure::WallTimeout {
+                limit: wall_timeout,
+            };
             let run = match &world {
                 Some(w) => {
                     w.abort.store(true, Ordering::Relaxed);
-                    let st = w.state.try_lock().ok();
+                    let unwound = matches!(rx.recv_timeout(WATCHDOG_GRACE), Ok(Msg::Done(_)));
+                    let st = if unwound {
+                        Some(w.state.lock().unwrap_or_else(|e| e.into_inner()))
+                    } else {
+                        w.state.try_lock().ok()
+                    };
                     w.snapshot(failure, st.as_deref())
                 }
                 None => FailedRun {
@@ -599,7 +658,8 @@ impl Simulation {
         let ea = a.full.unwrap_or_default();
         let eb = b.full.unwrap_or_default();
         let index = first_divergence(&ea, &eb).unwrap_or(ea.len());
-        let show = |e: Option<&TraceEvent>| e.map_or("<end of trace>".to_string(), ToString::to_string);
+        let show =
+            |e: Option<&TraceEvent>| e.map_or("<end of trace>".to_string(), ToString::to_string);
         let failure = Failure::Nondeterministic {
             index: index as u64,
             first: show(ea.get(index)),
@@ -612,7 +672,10 @@ impl Simulation {
                 virtual_time: rep.virtual_time,
                 plan: self.faults.iter().map(ToString::to_string).collect(),
                 faults: rep.faults,
-                trace: TraceSummary { full: None, ..rep.trace },
+                trace: TraceSummary {
+                    full: None,
+                    ..rep.trace
+                },
             },
             Err(SimError::Failed(mut f)) => {
                 f.failure = failure;

@@ -100,13 +100,24 @@ impl Disk {
 
     fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut merged: BTreeMap<&[u8], Option<&Vec<u8>>> = BTreeMap::new();
-        for (k, v) in self.durable.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+        for (k, v) in self
+            .durable
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
             merged.insert(k, Some(v));
         }
-        for (k, v) in self.volatile.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+        for (k, v) in self
+            .volatile
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
             merged.insert(k, v.as_ref());
         }
-        merged.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_vec(), v.clone()))).collect()
+        merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_vec(), v.clone())))
+            .collect()
     }
 
     fn sync(&mut self) {
@@ -144,7 +155,10 @@ struct Decided {
 
 impl Decided {
     fn has(&self, kind: FaultKind) -> Option<usize> {
-        self.fired.iter().find(|f| f.spec.kind() == kind).map(|f| f.index)
+        self.fired
+            .iter()
+            .find(|f| f.spec.kind() == kind)
+            .map(|f| f.index)
     }
 }
 
@@ -159,7 +173,10 @@ impl SimStorage {
 
     /// Decides the faults of one operation and waits out any injected latency.
     async fn begin(&self, op: OpKind, key: Option<&[u8]>) -> Result<Decided, StorageError> {
-        let d = Decided { fired: self.world().decide(op, self.node(), key) };
+        crate::node::catch_up(&self.env.world);
+        let d = Decided {
+            fired: self.world().decide(op, self.node(), key),
+        };
         if let Some(i) = d.has(FaultKind::StorageLatency) {
             let max = self.env.world.plan[i].param("max_ms").unwrap_or(1).max(1);
             let ns = self.world().lock().faults.draw(i, 1..max * 1_000_000 + 1);
@@ -174,8 +191,17 @@ impl SimStorage {
     fn trace(&self, st: &mut State, op: OpKind, key: &[u8], value: Option<&[u8]>, ok: bool) {
         let at = self.world().elapsed();
         let value = value.map_or(0, |v| stable_hash(v) | 1);
-        let kind = EventKind::Storage { op, key: key.to_vec(), value, ok };
-        st.trace.record(TraceEvent { at, node: self.node(), kind });
+        let kind = EventKind::Storage {
+            op,
+            key: key.to_vec(),
+            value,
+            ok,
+        };
+        st.trace.record(TraceEvent {
+            at,
+            node: self.node(),
+            kind,
+        });
     }
 
     /// Reads `key` (unsynced writes included).
@@ -199,7 +225,11 @@ impl SimStorage {
     }
 
     /// Writes `key` to the volatile layer (durable after [`SimStorage::sync`]).
-    pub async fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StorageError> {
+    pub async fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), StorageError> {
         let (key, value) = (key.as_ref(), value.as_ref());
         let d = self.begin(OpKind::Set, Some(key)).await?;
         let mut st = self.world().lock();
@@ -209,8 +239,11 @@ impl SimStorage {
         }
         let node = self.node().index();
         if let Some(i) = d.has(FaultKind::StorageMisdirectedWrite) {
-            let others: Vec<Vec<u8>> =
-                st.disks[node].keys().into_iter().filter(|k| k.as_slice() != key).collect();
+            let others: Vec<Vec<u8>> = st.disks[node]
+                .keys()
+                .into_iter()
+                .filter(|k| k.as_slice() != key)
+                .collect();
             if !others.is_empty() {
                 let pick = st.faults.draw(i, 0..others.len() as u64) as usize;
                 st.disks[node].write(&others[pick], Some(value.to_vec()));
@@ -248,7 +281,10 @@ impl SimStorage {
     }
 
     /// Every key starting with `prefix`, with its value, in key order.
-    pub async fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub async fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         let prefix = prefix.as_ref();
         let d = self.begin(OpKind::Scan, Some(prefix)).await?;
         let mut st = self.world().lock();
@@ -272,7 +308,13 @@ impl SimStorage {
             }
         }
         let digest = stable_hash(&rows);
-        self.trace(&mut st, OpKind::Scan, prefix, Some(&digest.to_le_bytes()), true);
+        self.trace(
+            &mut st,
+            OpKind::Scan,
+            prefix,
+            Some(&digest.to_le_bytes()),
+            true,
+        );
         Ok(rows)
     }
 
@@ -290,12 +332,18 @@ impl SimStorage {
 
     /// Starts an optimistic transaction.
     pub fn transaction(&self) -> Transaction {
-        Transaction { storage: self.clone(), reads: BTreeMap::new(), writes: BTreeMap::new() }
+        Transaction {
+            storage: self.clone(),
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        }
     }
 
     /// Number of writes not yet synced (for tests of crash semantics).
     pub fn unsynced_len(&self) -> usize {
-        self.world().lock().disks[self.node().index()].volatile.len()
+        self.world().lock().disks[self.node().index()]
+            .volatile
+            .len()
     }
 }
 
@@ -325,7 +373,8 @@ impl Transaction {
         if let Some(v) = self.writes.get(key) {
             return Ok(v.clone());
         }
-        let version = self.storage.world().lock().disks[self.storage.node().index()].version_of(key);
+        let version =
+            self.storage.world().lock().disks[self.storage.node().index()].version_of(key);
         let value = self.storage.get(key).await?;
         self.reads.entry(key.to_vec()).or_insert(version);
         Ok(value)
@@ -333,7 +382,8 @@ impl Transaction {
 
     /// Buffers a write of `key`.
     pub fn set(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.writes.insert(key.as_ref().to_vec(), Some(value.as_ref().to_vec()));
+        self.writes
+            .insert(key.as_ref().to_vec(), Some(value.as_ref().to_vec()));
     }
 
     /// Buffers a delete of `key`.
@@ -370,7 +420,13 @@ impl Transaction {
                 st.disks[node.index()].write_durable(&k, v);
             }
         }
-        s.trace(&mut st, OpKind::Commit, b"", Some(&digest.to_le_bytes()), crash.is_none());
+        s.trace(
+            &mut st,
+            OpKind::Commit,
+            b"",
+            Some(&digest.to_le_bytes()),
+            crash.is_none(),
+        );
         drop(st);
         if crash.is_some() {
             let world = s.env.world.clone();
@@ -379,7 +435,9 @@ impl Transaction {
             } else {
                 crate::node::kill(&world, node);
                 let restart_after = Duration::from_millis(100);
-                crate::node::delayed(&world, restart_after, move |w| crate::node::restart(w, node));
+                crate::node::delayed(&world, restart_after, move |w| {
+                    crate::node::restart(w, node)
+                });
             }
             return Err(StorageError::Crashed);
         }

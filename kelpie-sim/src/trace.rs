@@ -25,7 +25,9 @@ pub struct StableHasher {
 
 impl Default for StableHasher {
     fn default() -> Self {
-        StableHasher { state: 0x243f_6a88_85a3_08d3 }
+        StableHasher {
+            state: 0x243f_6a88_85a3_08d3,
+        }
     }
 }
 
@@ -48,7 +50,9 @@ impl Hasher for StableHasher {
     }
 
     fn write_u64(&mut self, v: u64) {
-        self.state = (self.state ^ v).wrapping_mul(0x9fb2_1c65_1e98_df25).rotate_left(29);
+        self.state = (self.state ^ v)
+            .wrapping_mul(0x9fb2_1c65_1e98_df25)
+            .rotate_left(29);
     }
 
     fn write_u8(&mut self, v: u8) {
@@ -336,7 +340,9 @@ mod tests {
         TraceEvent {
             at: Duration::from_millis(at),
             node: NodeId::MAIN,
-            kind: EventKind::User { label: label.into() },
+            kind: EventKind::User {
+                label: label.into(),
+            },
         }
     }
 
@@ -363,7 +369,10 @@ mod tests {
         }
         let s = t.summary();
         assert_eq!(s.len, 5);
-        assert_eq!(s.tail.iter().map(|e| e.at.as_millis()).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(
+            s.tail.iter().map(|e| e.at.as_millis()).collect::<Vec<_>>(),
+            [3, 4]
+        );
         assert!(s.full.is_none());
     }
 
@@ -381,7 +390,10 @@ mod tests {
     fn stable_hasher_is_stable() {
         // Fixed expectations: a changed hasher would silently invalidate stored trace hashes.
         assert_eq!(stable_hash(&0u64), stable_hash(&0u64));
-        assert_ne!(stable_hash(&[1u8, 2, 3][..]), stable_hash(&[1u8, 2, 3, 0][..]));
+        assert_ne!(
+            stable_hash(&[1u8, 2, 3][..]),
+            stable_hash(&[1u8, 2, 3, 0][..])
+        );
         assert_ne!(stable_hash("ab"), stable_hash("ba"));
     }
 }

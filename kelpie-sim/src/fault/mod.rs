@@ -69,7 +69,10 @@ impl FaultSpec {
     /// [`SimEnv::fault`](crate::SimEnv::fault).
     pub fn custom(name: impl Into<String>, probability: f64) -> Self {
         let name: String = name.into();
-        FaultSpec { custom: Some(name.into()), ..FaultSpec::new(FaultKind::Custom, probability) }
+        FaultSpec {
+            custom: Some(name.into()),
+            ..FaultSpec::new(FaultKind::Custom, probability)
+        }
     }
 
     /// Sets a millisecond parameter by its table name (e.g. `max_ms`, `heal_ms`).
@@ -140,9 +143,18 @@ impl FaultSpec {
 
     /// The value of a millisecond parameter, or its table default.
     pub fn param(&self, name: &str) -> Option<u64> {
-        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).or_else(|| {
-            self.kind.info().params.iter().find(|p| p.name == name).and_then(|p| p.default)
-        })
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .or_else(|| {
+                self.kind
+                    .info()
+                    .params
+                    .iter()
+                    .find(|p| p.name == name)
+                    .and_then(|p| p.default)
+            })
     }
 
     /// The same fault with another probability (used by swarm mode and shrinking).
@@ -156,22 +168,40 @@ impl FaultSpec {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let name = self.name().to_string();
         if !(0.0..=1.0).contains(&self.probability) {
-            return Err(ConfigError::Probability { fault: name, value: self.probability });
+            return Err(ConfigError::Probability {
+                fault: name,
+                value: self.probability,
+            });
         }
         for (param, _) in &self.params {
-            let known = self.kind.info().params.iter().any(|p| p.name == *param && p.kind == ParamKind::Millis);
+            let known = self
+                .kind
+                .info()
+                .params
+                .iter()
+                .any(|p| p.name == *param && p.kind == ParamKind::Millis);
             if !known {
-                return Err(ConfigError::UnknownParam { fault: name, param: (*param).to_string() });
+                return Err(ConfigError::UnknownParam {
+                    fault: name,
+                    param: (*param).to_string(),
+                });
             }
         }
         if let Some(op) = self.op {
             if !self.kind.ops().contains(&op) {
-                return Err(ConfigError::OpNotApplicable { fault: name, op: op.name() });
+                return Err(ConfigError::OpNotApplicable {
+                    fault: name,
+                    op: op.name(),
+                });
             }
         }
         if let (Some(a), Some(u)) = (self.after, self.until) {
             if a >= u {
-                return Err(ConfigError::EmptyWindow { fault: name, after: a, until: u });
+                return Err(ConfigError::EmptyWindow {
+                    fault: name,
+                    after: a,
+                    until: u,
+                });
             }
         }
         if self.max_triggers == Some(0) {
@@ -213,7 +243,13 @@ impl fmt::Display for FaultSpec {
             Some(n) => write!(f, "Custom({n:?}, {}", self.probability)?,
             None => write!(f, "{}({}", self.kind.name(), self.probability)?,
         }
-        for p in self.kind.info().params.iter().filter(|p| p.kind == ParamKind::Millis) {
+        for p in self
+            .kind
+            .info()
+            .params
+            .iter()
+            .filter(|p| p.kind == ParamKind::Millis)
+        {
             if let Some((_, v)) = self.params.iter().find(|(n, _)| *n == p.name) {
                 write!(f, ", {} = {v}", p.name)?;
             }
@@ -263,12 +299,20 @@ pub struct FaultStats {
 impl FaultStats {
     /// Times faults of `kind` fired.
     pub fn fired(&self, kind: FaultKind) -> u64 {
-        self.faults.iter().filter(|f| f.kind == kind).map(|f| f.fired).sum()
+        self.faults
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.fired)
+            .sum()
     }
 
     /// Times faults of `kind` were considered.
     pub fn considered(&self, kind: FaultKind) -> u64 {
-        self.faults.iter().filter(|f| f.kind == kind).map(|f| f.considered).sum()
+        self.faults
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.considered)
+            .sum()
     }
 
     /// Times the fault whose display name is `name` fired (custom faults by their own name).
@@ -341,7 +385,13 @@ impl FaultInjector {
                     by_op[*op as usize].push(i);
                 }
             }
-            active.push(Active { spec: spec.clone(), name, rng, considered: 0, fired: 0 });
+            active.push(Active {
+                spec: spec.clone(),
+                name,
+                rng,
+                considered: 0,
+                fired: 0,
+            });
         }
         FaultInjector { active, by_op }
     }
@@ -374,7 +424,9 @@ impl FaultInjector {
         now: Duration,
         eligible: impl Fn(&FaultSpec) -> bool,
     ) -> Vec<Fired> {
-        self.decide_inner(op, |a| a.spec.applies(op, None, None, now) && eligible(&a.spec))
+        self.decide_inner(op, |a| {
+            a.spec.applies(op, None, None, now) && eligible(&a.spec)
+        })
     }
 
     fn decide_inner(&mut self, op: OpKind, consider: impl Fn(&Active) -> bool) -> Vec<Fired> {
@@ -387,7 +439,11 @@ impl FaultInjector {
             a.considered += 1;
             if a.rng.gen_bool(a.spec.probability) {
                 a.fired += 1;
-                fired.push(Fired { index: i, spec: a.spec.clone(), name: a.name.clone() });
+                fired.push(Fired {
+                    index: i,
+                    spec: a.spec.clone(),
+                    name: a.name.clone(),
+                });
             }
         }
         fired
@@ -428,7 +484,10 @@ mod tests {
         }
         for (name, op) in OP_TABLE {
             assert_eq!(OpKind::from_name(name), Some(*op));
-            assert_eq!((*op) as usize, OP_TABLE.iter().position(|(_, o)| o == op).unwrap());
+            assert_eq!(
+                (*op) as usize,
+                OP_TABLE.iter().position(|(_, o)| o == op).unwrap()
+            );
         }
     }
 
@@ -438,7 +497,9 @@ mod tests {
             FaultSpec::new(FaultKind::StorageWriteFail, 1.5),
             FaultSpec::new(FaultKind::StorageWriteFail, -0.1),
             FaultSpec::new(FaultKind::StorageWriteFail, f64::NAN),
-            FaultSpec::new(FaultKind::StorageWriteFail, 0.1).after_ms(10).until_ms(10),
+            FaultSpec::new(FaultKind::StorageWriteFail, 0.1)
+                .after_ms(10)
+                .until_ms(10),
             FaultSpec::new(FaultKind::StorageWriteFail, 0.1).max_triggers(0),
             FaultSpec::new(FaultKind::StorageWriteFail, 0.1).with_param("max_ms", 3),
             FaultSpec::new(FaultKind::StorageWriteFail, 0.1).op(OpKind::Get),
@@ -448,7 +509,10 @@ mod tests {
             let err = spec.validate().expect_err(&spec.to_string());
             assert!(!err.to_string().is_empty());
         }
-        FaultSpec::new(FaultKind::StorageLatency, 1.0).with_param("max_ms", 3).validate().unwrap();
+        FaultSpec::new(FaultKind::StorageLatency, 1.0)
+            .with_param("max_ms", 3)
+            .validate()
+            .unwrap();
     }
 
     #[test]
@@ -479,7 +543,10 @@ mod tests {
             .max_triggers(2);
         let mut inj = FaultInjector::new(1, &[spec]);
         let t = Duration::from_millis(15);
-        let mut fire = |node: &str, key: &[u8], now| !inj.decide(OpKind::Set, node, Some(key), None, now).is_empty();
+        let mut fire = |node: &str, key: &[u8], now| {
+            !inj.decide(OpKind::Set, node, Some(key), None, now)
+                .is_empty()
+        };
         assert!(!fire("a", b"data/1", t));
         assert!(!fire("b", b"wal/1", t));
         assert!(!fire("a", b"wal/1", Duration::from_millis(5)));

@@ -69,7 +69,12 @@ const P: ParamInfo = ParamInfo {
 };
 
 const fn ms(name: &'static str, default: u64, doc: &'static str) -> ParamInfo {
-    ParamInfo { name, kind: ParamKind::Millis, default: Some(default), doc }
+    ParamInfo {
+        name,
+        kind: ParamKind::Millis,
+        default: Some(default),
+        doc,
+    }
 }
 
 macro_rules! fault_table {
@@ -156,12 +161,36 @@ pub struct OptionInfo {
 
 /// The options every fault accepts, by name.
 pub const FAULT_OPTIONS: &[OptionInfo] = &[
-    OptionInfo { name: "op", kind: ParamKind::Text, doc: "only operations of this kind (see the operation table)" },
-    OptionInfo { name: "key_prefix", kind: ParamKind::Text, doc: "only storage operations on keys with this prefix" },
-    OptionInfo { name: "node", kind: ParamKind::Text, doc: "only this node (by name)" },
-    OptionInfo { name: "max", kind: ParamKind::Count, doc: "fire at most this many times per run" },
-    OptionInfo { name: "after_ms", kind: ParamKind::Millis, doc: "active from this virtual time on" },
-    OptionInfo { name: "until_ms", kind: ParamKind::Millis, doc: "active until this virtual time" },
+    OptionInfo {
+        name: "op",
+        kind: ParamKind::Text,
+        doc: "only operations of this kind (see the operation table)",
+    },
+    OptionInfo {
+        name: "key_prefix",
+        kind: ParamKind::Text,
+        doc: "only storage operations on keys with this prefix",
+    },
+    OptionInfo {
+        name: "node",
+        kind: ParamKind::Text,
+        doc: "only this node (by name)",
+    },
+    OptionInfo {
+        name: "max",
+        kind: ParamKind::Count,
+        doc: "fire at most this many times per run",
+    },
+    OptionInfo {
+        name: "after_ms",
+        kind: ParamKind::Millis,
+        doc: "active from this virtual time on",
+    },
+    OptionInfo {
+        name: "until_ms",
+        kind: ParamKind::Millis,
+        doc: "active until this virtual time",
+    },
 ];
 
 /// The kind of a simulated operation, the unit at which faults are decided.
@@ -230,7 +259,11 @@ impl FaultKind {
             StorageLatency => &[Get, Set, Delete, Scan, Commit, Sync],
             CrashDuringTransaction => &[Commit],
             PacketLoss | NetworkDelay | MessageReorder | MessageDuplicate => &[Send],
-            NetworkPartition | NetworkPartitionOneWay | NodeCrash | NodePause | ClockSkew
+            NetworkPartition
+            | NetworkPartitionOneWay
+            | NodeCrash
+            | NodePause
+            | ClockSkew
             | ClockJump => &[Tick],
             FaultKind::Custom => &[OpKind::Custom],
         }
@@ -240,7 +273,11 @@ impl FaultKind {
 impl OpKind {
     /// The name used in a fault's `op = "..."` option.
     pub fn name(self) -> &'static str {
-        OP_TABLE.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
+        OP_TABLE
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
     }
 
     /// Looks an operation kind up by name.
