@@ -30,7 +30,7 @@ compile_error!(
 mod error;
 #[cfg(madsim)]
 mod fault;
-// pub mod lint; (being written)
+pub mod lint;
 #[cfg(madsim)]
 mod net;
 #[cfg(madsim)]

@@ -14,7 +14,6 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
