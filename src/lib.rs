@@ -28,15 +28,18 @@ pub use kelpie_sim::{
     first_divergence, stable_hash, Category, ConfigError, DropReason, Endpoint, EventKind,
     FailedRun, Failure, FaultInfo, FaultKind, FaultSpec, FaultStat, FaultStats, JoinHandle,
     NodeAction, NodeBuilder, NodeId, NodeStatus, OpKind, OptionInfo, ParamInfo, ParamKind,
-    RngHandle, RunReport, SimConfig, SimEnv, SimError, SimNetwork, SimRng, SimStorage,
-    Simulation, StableHasher, StorageError, TraceEvent, TraceMode, TraceSummary, Transaction,
-    FAULT_OPTIONS, FAULT_TABLE, MAX_FAULTS, OP_TABLE,
+    RngHandle, RunReport, SimConfig, SimEnv, SimError, SimNetwork, SimRng, SimStorage, Simulation,
+    StableHasher, StorageError, TraceEvent, TraceMode, TraceSummary, Transaction, FAULT_OPTIONS,
+    FAULT_TABLE, MAX_FAULTS, OP_TABLE,
 };
 
 /// The `dst_harness` runner: `fn main() -> ExitCode { kelpie::harness::main() }`.
 pub mod harness {
     pub use kelpie_sim::runner::*;
 }
+
+/// The nondeterminism lint: one forbidden-API table shared with `#[kelpie::dst_test]`.
+pub use kelpie_sim::lint;
 
 /// What `#[kelpie::dst_test]` expands to; not a public API.
 #[doc(hidden)]

@@ -2,6 +2,7 @@
 //! application despite loss, duplication, reordering and partitions.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kelpie::{FaultKind, SimEnv};
@@ -21,19 +22,20 @@ async fn retransmission_delivers_exactly_once(env: SimEnv) -> Result<(), String>
     let b = env.create_node("b").build();
     let rx = b.network().endpoint::<Msg>();
     let tx = a.network().endpoint::<Msg>();
-    let receiver = env.spawn(async move {
+    // The receiver acks every copy (a lost ack makes the sender retransmit) and delivers each
+    // message to the application once.
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let app = delivered.clone();
+    env.spawn(async move {
         let mut seen = BTreeSet::new();
-        let mut delivered = Vec::new();
-        while delivered.len() < 50 {
-            let Some((from, Msg::Data(n))) = rx.recv().await else {
-                continue;
-            };
-            rx.send(from, Msg::Ack(n));
-            if seen.insert(n) {
-                delivered.push(n); // deduplicated delivery to the application
+        while let Some((from, msg)) = rx.recv().await {
+            if let Msg::Data(n) = msg {
+                rx.send(from, Msg::Ack(n));
+                if seen.insert(n) {
+                    app.lock().unwrap().push(n);
+                }
             }
         }
-        delivered
     });
     for n in 0..50u32 {
         loop {
@@ -44,9 +46,8 @@ async fn retransmission_delivers_exactly_once(env: SimEnv) -> Result<(), String>
             }
         }
     }
-    let delivered = receiver.await.map_err(|e| e.to_string())?;
-    let unique: BTreeSet<u32> = delivered.iter().copied().collect();
-    if unique.len() != 50 || delivered.len() != 50 {
+    let delivered = delivered.lock().unwrap().clone();
+    if delivered != (0..50).collect::<Vec<u32>>() {
         return Err(format!("delivered {delivered:?}"));
     }
     let stats = env.faults();

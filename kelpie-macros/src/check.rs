@@ -55,19 +55,28 @@ const SHAPE: &str = "`async fn name(env: kelpie::SimEnv)`";
 pub(crate) fn function(item: &ItemFn, errors: &Errors) {
     let sig = &item.sig;
     if sig.asyncness.is_none() {
-        errors.spanned(
-            &sig.fn_token,
+        errors.at(
+            sig.fn_token.span,
             format!("`#[kelpie::dst_test]` needs an `async fn`: expected {SHAPE}"),
         );
     }
     if let Some(constness) = &sig.constness {
-        errors.spanned(constness, format!("a DST test cannot be `const`: expected {SHAPE}"));
+        errors.spanned(
+            constness,
+            format!("a DST test cannot be `const`: expected {SHAPE}"),
+        );
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.spanned(unsafety, format!("a DST test cannot be `unsafe`: expected {SHAPE}"));
+        errors.spanned(
+            unsafety,
+            format!("a DST test cannot be `unsafe`: expected {SHAPE}"),
+        );
     }
     if let Some(abi) = &sig.abi {
-        errors.spanned(abi, format!("a DST test cannot have an ABI: expected {SHAPE}"));
+        errors.spanned(
+            abi,
+            format!("a DST test cannot have an ABI: expected {SHAPE}"),
+        );
     }
     if !sig.generics.params.is_empty() {
         errors.spanned(
@@ -76,20 +85,32 @@ pub(crate) fn function(item: &ItemFn, errors: &Errors) {
         );
     }
     if let Some(where_clause) = &sig.generics.where_clause {
-        errors.spanned(where_clause, format!("a DST test cannot have a `where` clause: expected {SHAPE}"));
+        errors.spanned(
+            where_clause,
+            format!("a DST test cannot have a `where` clause: expected {SHAPE}"),
+        );
     }
     if let Some(variadic) = &sig.variadic {
-        errors.spanned(variadic, format!("a DST test cannot be variadic: expected {SHAPE}"));
+        errors.spanned(
+            variadic,
+            format!("a DST test cannot be variadic: expected {SHAPE}"),
+        );
     }
     for input in &sig.inputs {
         if let FnArg::Receiver(receiver) = input {
             errors.spanned(
                 receiver,
-                format!("a DST test is a free function, not a method: remove `self`; expected {SHAPE}"),
+                format!(
+                    "a DST test is a free function, not a method: remove `self`; expected {SHAPE}"
+                ),
             );
         }
     }
-    let typed = sig.inputs.iter().filter(|i| matches!(i, FnArg::Typed(_))).count();
+    let typed = sig
+        .inputs
+        .iter()
+        .filter(|i| matches!(i, FnArg::Typed(_)))
+        .count();
     let receivers = sig.inputs.len() - typed;
     if typed == 0 && receivers == 0 {
         errors.at(
@@ -97,7 +118,12 @@ pub(crate) fn function(item: &ItemFn, errors: &Errors) {
             format!("a DST test takes exactly one argument, the simulation environment: expected {SHAPE}"),
         );
     } else if typed > 1 {
-        let extra: Vec<&FnArg> = sig.inputs.iter().filter(|i| matches!(i, FnArg::Typed(_))).skip(1).collect();
+        let extra: Vec<&FnArg> = sig
+            .inputs
+            .iter()
+            .filter(|i| matches!(i, FnArg::Typed(_)))
+            .skip(1)
+            .collect();
         errors.spanned(
             quote::quote!(#(#extra),*),
             format!("a DST test takes exactly one argument, the simulation environment; remove the others: expected {SHAPE}"),
@@ -105,13 +131,14 @@ pub(crate) fn function(item: &ItemFn, errors: &Errors) {
     }
     if let ReturnType::Type(_, ty) = &sig.output {
         if let syn::Type::ImplTrait(_) = &**ty {
-            errors.spanned(ty, "a DST test returns `()` or `Result<(), E>` where `E: Display`, not `impl Trait`");
+            errors.spanned(
+                ty,
+                "a DST test returns `()` or `Result<(), E>` where `E: Display`, not `impl Trait`",
+            );
         }
     }
     for attr in &item.attrs {
-        let path = attr.path();
-        let is_test = path.segments.last().is_some_and(|s| s.ident == "test");
-        if is_test {
+        if is_test_attribute(attr) {
             errors.spanned(
                 attr,
                 "remove this attribute: `#[kelpie::dst_test]` registers the test with the DST runner itself",
@@ -120,11 +147,19 @@ pub(crate) fn function(item: &ItemFn, errors: &Errors) {
     }
 }
 
+/// `#[test]`, `#[tokio::test]`, `#[madsim::test]`...: another test harness's attribute.
+pub(crate) fn is_test_attribute(attr: &syn::Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "test")
+}
+
 /// Rejects calls in the body that escape the simulation (real threads, real time, tokio's runtime),
 /// using the same scanner as `kelpie-sim`'s lint.
 pub(crate) fn body(item: &ItemFn, errors: &Errors) {
     for violation in forbidden::scan_block(&item.block) {
-        errors.at(violation.span, violation.message);
+        errors.push(violation.to_error());
     }
 }
 
@@ -143,5 +178,182 @@ pub(crate) fn args(args: &Args, errors: &Errors) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+    use syn::parse_quote;
+
+    fn function_errors(item: ItemFn) -> Vec<String> {
+        let errors = Errors::default();
+        function(&item, &errors);
+        match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(err) => err.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn one_error(item: ItemFn) -> String {
+        let mut errors = function_errors(item);
+        assert_eq!(
+            errors.len(),
+            1,
+            "expected exactly one error, got {errors:#?}"
+        );
+        errors.remove(0)
+    }
+
+    #[test]
+    fn accepts_the_usual_shapes() {
+        assert!(function_errors(parse_quote!(
+            async fn t(env: kelpie::SimEnv) {}
+        ))
+        .is_empty());
+        assert!(function_errors(parse_quote!(
+            pub async fn t(mut env: SimEnv) -> Result<(), String> {
+                Ok(())
+            }
+        ))
+        .is_empty());
+        assert!(function_errors(parse_quote!(
+            async fn t(_: Env) {}
+        ))
+        .is_empty());
+    }
+
+    #[test]
+    fn signature_errors() {
+        assert!(one_error(parse_quote!(
+            fn t(env: SimEnv) {}
+        ))
+        .starts_with("`#[kelpie::dst_test]` needs an `async fn`"));
+        assert!(one_error(parse_quote!(
+            async fn t<T>(env: SimEnv) {}
+        ))
+        .starts_with("a DST test cannot be generic"));
+        assert!(one_error(parse_quote!(
+            async fn t<'a>(env: SimEnv) {}
+        ))
+        .starts_with("a DST test cannot be generic"));
+        assert!(one_error(parse_quote!(
+            async unsafe fn t(env: SimEnv) {}
+        ))
+        .starts_with("a DST test cannot be `unsafe`"));
+        assert!(one_error(parse_quote!(
+            async fn t() {}
+        ))
+        .starts_with("a DST test takes exactly one argument"));
+        assert!(one_error(parse_quote!(
+            async fn t(a: SimEnv, b: u32, c: u8) {}
+        ))
+        .contains("remove the others"));
+        assert!(one_error(parse_quote!(
+            async fn t(&self) {}
+        ))
+        .starts_with("a DST test is a free function"));
+        assert!(one_error(parse_quote!(
+            async fn t(self, env: SimEnv) {}
+        ))
+        .starts_with("a DST test is a free function"));
+        assert!(one_error(parse_quote!(
+            #[test]
+            async fn t(env: SimEnv) {}
+        ))
+        .starts_with("remove this attribute"));
+        assert!(one_error(parse_quote!(
+            #[tokio::test]
+            async fn t(env: SimEnv) {}
+        ))
+        .starts_with("remove this attribute"));
+        assert!(one_error(parse_quote!(
+            async fn t(env: SimEnv) -> impl Sized {}
+        ))
+        .contains("not `impl Trait`"));
+        // Several mistakes, all reported.
+        assert_eq!(
+            function_errors(parse_quote!(
+                fn t<T>()
+                where
+                    T: Copy,
+                {
+                }
+            ))
+            .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn forbidden_calls_in_the_body_are_errors() {
+        let item: ItemFn = parse_quote!(
+            async fn t(env: SimEnv) {
+                std::thread::spawn(|| {});
+                let ok = env.now();
+            }
+        );
+        let errors = Errors::default();
+        body(&item, &errors);
+        let messages: Vec<String> = errors
+            .finish()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        assert_eq!(
+            messages[0],
+            "`std::thread::spawn` is not deterministic in a DST test: use `env.spawn(...)`"
+        );
+    }
+
+    #[test]
+    fn forbidden_calls_are_found_through_aliases_in_the_body() {
+        let item: ItemFn = parse_quote!(
+            async fn t(env: SimEnv) {
+                use tokio::spawn as go;
+                go(async {});
+                let _ = std::time::Instant::now();
+            }
+        );
+        let errors = Errors::default();
+        body(&item, &errors);
+        let messages: Vec<String> = errors
+            .finish()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(
+            messages[0].starts_with("`tokio::spawn` (written `go`)"),
+            "{messages:#?}"
+        );
+        assert!(
+            messages[1].starts_with("`std::time::Instant::now`"),
+            "{messages:#?}"
+        );
+    }
+
+    #[test]
+    fn fault_windows_must_not_be_empty() {
+        let errors = Errors::default();
+        let args = crate::args::parse(
+            quote!(faults = [StorageWriteFail(0.1, after_ms = 500, until_ms = "500ms")]),
+            &errors,
+        );
+        super::args(&args, &errors);
+        let messages: Vec<String> = errors
+            .finish()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            messages,
+            ["`until_ms` (500) must be later than `after_ms` (500), or the fault never fires"]
+        );
     }
 }

@@ -22,14 +22,17 @@ pub(crate) fn dst_test(attr: TokenStream, item: ItemFn) -> TokenStream {
     check::body(&item, &errors);
     match errors.finish() {
         Ok(()) => expand(&args, &item),
-        Err(error) => fallback(&item, error),
+        Err(error) => fallback(item, error),
     }
 }
 
 /// The function as written, so that code calling it or its own body's type errors are still
 /// reported normally, plus the compile errors; no registration, so nothing cascades from it.
-pub(crate) fn fallback(item: &ItemFn, error: syn::Error) -> TokenStream {
+fn fallback(mut item: ItemFn, error: syn::Error) -> TokenStream {
     let error = error.to_compile_error();
+    // A `#[test]`-like attribute on the function was reported; expanding it on an `async fn` with
+    // an argument would only add errors of its own.
+    item.attrs.retain(|attr| !check::is_test_attribute(attr));
     quote! {
         #error
         #[allow(dead_code)]
@@ -40,9 +43,10 @@ pub(crate) fn fallback(item: &ItemFn, error: syn::Error) -> TokenStream {
 fn expand(args: &Args, item: &ItemFn) -> TokenStream {
     let name = &item.sig.ident;
     let name_str = name.unraw().to_string();
-    // Spanned at the function's name, so that `line!()` gives the line of the `fn`, not of the
-    // attribute.
-    let here = Span::call_site().located_at(name.span());
+    // The function name's own span (not merely its location): `line!()` and `file!()` report the
+    // outermost macro call site, and tokens carrying the attribute's expansion context would make
+    // that the attribute's line.
+    let here = name.span();
     let module_path = quote_spanned!(here=> ::core::module_path!());
     let file = quote_spanned!(here=> ::core::file!());
     let line = quote_spanned!(here=> ::core::line!());
@@ -150,7 +154,10 @@ fn options(args: &Args) -> TokenStream {
 
 /// `FaultSpec::new(FaultKind::NetworkDelay, 0.1f64).with_param("max_ms", 200u64).node("n1")`.
 fn fault(fault: &Fault) -> TokenStream {
-    let probability = match fault.param_of_kind(ParamKind::Probability).map(|p| &p.value) {
+    let probability = match fault
+        .param_of_kind(ParamKind::Probability)
+        .map(|p| &p.value)
+    {
         Some(Value::Probability(p)) => Literal::f64_suffixed(*p),
         // Checked: every fault's probability is required.
         _ => Literal::f64_suffixed(0.0),
@@ -201,4 +208,114 @@ fn fault(fault: &Fault) -> TokenStream {
         spec.extend(quote!(.#method(#value)));
     }
     spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    fn expand_str(attr: TokenStream, item: ItemFn) -> String {
+        dst_test(attr, item).to_string()
+    }
+
+    #[test]
+    fn registers_the_test_with_defaults() {
+        let out = expand_str(
+            quote!(),
+            parse_quote!(
+                async fn leases(env: kelpie::SimEnv) {}
+            ),
+        );
+        assert!(
+            out.starts_with("# [allow (dead_code)] async fn leases"),
+            "{out}"
+        );
+        assert!(out.contains("const _ : () = {"), "{out}");
+        assert!(out.contains(":: kelpie :: __private :: IntoTestResult :: into_test_result (leases (env) . await)"), "{out}");
+        assert!(out.contains(":: std :: vec ! []"), "{out}");
+        assert!(out.contains("name : \"leases\""), "{out}");
+        assert!(
+            out.contains("seeds : :: kelpie :: __private :: SeedSet :: DEFAULT"),
+            "{out}"
+        );
+        assert!(out.contains("options : :: kelpie :: __private :: TestOptions { .. :: kelpie :: __private :: TestOptions :: DEFAULT }"), "{out}");
+        assert!(out.contains("line : :: core :: line ! ()"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn raw_identifiers_are_named_without_the_prefix() {
+        let out = expand_str(
+            quote!(),
+            parse_quote!(
+                async fn r#match(env: kelpie::SimEnv) {}
+            ),
+        );
+        assert!(out.contains("name : \"match\""), "{out}");
+        assert!(out.contains("r#match (env)"), "{out}");
+    }
+
+    #[test]
+    fn seeds_options_and_faults() {
+        let out = expand_str(
+            quote!(
+                seeds = [1, 7],
+                nodes = 3,
+                max_time = "2m",
+                ignore,
+                faults = [
+                    NetworkDelay(0.1, 200),
+                    StorageWriteFail(0.5, key_prefix = "wal/", max = 3, op = "set", until_ms = 10),
+                    Custom("LlmTimeout", 1),
+                ]
+            ),
+            parse_quote!(
+                async fn t(env: kelpie::SimEnv) -> Result<(), String> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(out.contains("SeedSet :: List (& [1u64 , 7u64])"), "{out}");
+        assert!(out.contains("max_time_ms : :: core :: option :: Option :: Some (120000u64) , nodes : 3u32 , ignore : true , .."), "{out}");
+        assert!(out.contains(
+            ":: kelpie :: __private :: FaultSpec :: new (:: kelpie :: __private :: FaultKind :: NetworkDelay , 0.1f64) . with_param (\"max_ms\" , 200u64)"
+        ), "{out}");
+        assert!(out.contains(
+            "FaultKind :: StorageWriteFail , 0.5f64) . key_prefix (\"wal/\") . max_triggers (3u64) . op (:: kelpie :: __private :: OpKind :: Set) . until_ms (10u64)"
+        ), "{out}");
+        assert!(
+            out.contains(":: kelpie :: __private :: FaultSpec :: custom (\"LlmTimeout\" , 1f64)"),
+            "{out}"
+        );
+        let range = expand_str(
+            quote!(seeds = 0..=9),
+            parse_quote!(
+                async fn t(env: E) {}
+            ),
+        );
+        assert!(
+            range.contains("SeedSet :: Range { start : 0u64 , end : 10u64 }"),
+            "{range}"
+        );
+    }
+
+    #[test]
+    fn on_error_emits_the_function_and_the_errors_only() {
+        let out = expand_str(
+            quote!(seeds = 5..5, faults = [Nope(0.1)]),
+            parse_quote!(
+                fn t(env: kelpie::SimEnv) {
+                    std::thread::spawn(|| {});
+                }
+            ),
+        );
+        assert_eq!(out.matches("compile_error").count(), 4, "{out}");
+        assert!(
+            out.contains("# [allow (dead_code)] fn t (env : kelpie :: SimEnv)"),
+            "{out}"
+        );
+        assert!(!out.contains("inventory"), "{out}");
+        assert!(!out.contains("const _"), "{out}");
+    }
 }

@@ -17,12 +17,12 @@ mod expand;
 
 /// The fault table shared with `kelpie-sim`: one source of truth for fault names and parameters.
 #[allow(dead_code, rustdoc::broken_intra_doc_links)]
-#[path = "table_tmp.rs"]
+#[path = "../../kelpie-sim/src/fault/table.rs"]
 mod table;
 
 /// The forbidden-call scanner shared with `kelpie-sim`'s lint.
 #[allow(dead_code, rustdoc::broken_intra_doc_links)]
-#[path = "forbidden_stub.rs"]
+#[path = "../../kelpie-sim/src/lint/forbidden.rs"]
 mod forbidden;
 
 use proc_macro::TokenStream;

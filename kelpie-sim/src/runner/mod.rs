@@ -1,8 +1,75 @@
-//! The `dst_harness` runner: registered tests, trials, reporting.
+//! The `dst_harness` runner: registered tests become libtest-mimic trials, one per (test, seed).
+//!
+//! In a test target with `harness = false`:
+//!
+//! ```ignore
+//! fn main() -> std::process::ExitCode { kelpie::harness::main() }
+//! ```
+//!
+//! Each seed of each `#[kelpie::dst_test]` is one trial named `<module>::<test>::seed_<N>`
+//! (the module path without the crate name), so `--list`, name filters, `--exact`, `--skip`,
+//! `--test-threads`, `--ignored` and `--include-ignored` work as with libtest, and
+//! cargo-nextest runs one process per seed (`--partition` splits seeds). Every `*_dst.rs` file
+//! of the package is also a trial, `lint::<path>`, that fails on nondeterministic calls.
+//!
+//! A failed seed's message holds the failure, the seed, the fault plan (in the attribute's
+//! syntax), how often each fault fired, the virtual time, the trace's hash and last events, and
+//! a line `reproduce: KELPIE_SEED=3 cargo test -p <package> --test <target> -- --exact <trial>`.
+//!
+//! The environment variables the runner reads are listed in [`ENV_VARS`]; `KELPIE_HELP=1`
+//! prints them with the attribute's keys and the fault table. A bad value stops the run with one
+//! line on stderr and exit code 2.
 
+mod env;
+mod help;
+mod lint_trials;
 mod registry;
+mod report;
+mod trial;
 
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Trial};
+
+pub use env::{EnvForm, EnvVar, ENV_VARS, MAX_SEEDS};
 pub use registry::{registered, DstTest, IntoTestResult, SeedSet, TestFuture, TestOptions};
 
 #[doc(hidden)]
 pub use inventory;
+
+/// Exit code for a rejected environment variable (like a usage error).
+const USAGE_ERROR: u8 = 2;
+
+/// Runs every registered test, one trial per seed, plus the lint trials; parses libtest's
+/// command line and the `KELPIE_*` variables ([`ENV_VARS`]).
+///
+/// Exit code: 0 if every trial passed, 101 if one failed, 2 for a bad `KELPIE_*` value.
+pub fn main() -> ExitCode {
+    let vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())));
+    let parsed = match env::parse_env(vars) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    for warning in &parsed.warnings {
+        eprintln!("{warning}");
+    }
+    if parsed.config.help {
+        print!("{}", help::help_text());
+        return ExitCode::SUCCESS;
+    }
+    let args = Arguments::from_args();
+    let invocation = Arc::new(report::Invocation::current());
+    let mut trials: Vec<Trial> = trial::seed_trials(&registered(), &parsed.config)
+        .into_iter()
+        .map(|t| t.into_trial(invocation.clone()))
+        .collect();
+    trials.extend(lint_trials::lint_trials(&lint_trials::root(), &invocation));
+    libtest_mimic::run(&args, trials).exit_code()
+}

@@ -1,0 +1,6 @@
+#[kelpie::dst_test]
+async fn generic<T: Default>(env: kelpie::SimEnv) {
+    let _ = (env, T::default());
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[kelpie::dst_test]
+struct Scenario;
+
+fn main() {
+    let _ = Scenario;
+}

@@ -1,0 +1,6 @@
+#[kelpie::dst_test]
+fn blocking(env: kelpie::SimEnv) {
+    let _ = env;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+struct Suite;
+
+impl Suite {
+    #[kelpie::dst_test]
+    async fn method(&self) {}
+}
+
+fn main() {}

@@ -1,0 +1,136 @@
+//! The `KELPIE_HELP=1` text, derived from the environment table and the fault table.
+
+use std::fmt::Write as _;
+
+use crate::fault::{ParamKind, FAULT_OPTIONS, FAULT_TABLE};
+use crate::runner::env::ENV_VARS;
+
+/// The keys of `#[kelpie::dst_test(...)]`: name, value, meaning. Mirrors the attribute's own
+/// key table in `kelpie-macros` (which cannot depend on this crate).
+const ATTRIBUTE_KEYS: &[(&str, &str, &str)] = &[
+    (
+        "seeds",
+        "0..500 | 0..=9 | [1, 7, 42]",
+        "the seeds to run; default 0..100",
+    ),
+    (
+        "faults",
+        "[Fault(args), ...]",
+        "faults to inject (below); default none",
+    ),
+    (
+        "max_time",
+        "\"60s\"",
+        "virtual-time budget of one seed; default 600s",
+    ),
+    (
+        "wall_timeout",
+        "\"30s\"",
+        "real-time limit of one seed; default 60s",
+    ),
+    (
+        "fault_tick",
+        "\"10ms\"",
+        "period of node, clock and partition fault decisions; default 10ms",
+    ),
+    ("nodes", "3", "nodes n1..nN created before the body runs"),
+    (
+        "ignore",
+        "flag",
+        "run only with --ignored or --include-ignored",
+    ),
+    (
+        "should_fail",
+        "flag",
+        "each seed's trial passes only if that seed fails",
+    ),
+    (
+        "check_determinism",
+        "flag",
+        "run each seed twice and compare the event traces",
+    ),
+];
+
+fn one_line(doc: &str) -> String {
+    doc.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The help text: environment variables, command line, attribute keys, faults.
+pub(crate) fn help_text() -> String {
+    let mut h = String::new();
+    let _ = writeln!(
+        h,
+        "Kelpie DST harness: one trial per (test, seed), named <module>::<test>::seed_<N>."
+    );
+    let _ = writeln!(
+        h,
+        "\nEnvironment variables (an empty value counts as unset):"
+    );
+    for var in ENV_VARS {
+        let _ = writeln!(h, "  {:<26} {}", var.name, var.doc);
+        let _ = writeln!(h, "  {:<26} value: {}", "", var.expected);
+    }
+    let _ = writeln!(
+        h,
+        "\nCommand line (after `--`): a name filter, --exact, --skip <filter>, --list, --ignored,\n  \
+         --include-ignored, --test-threads <n>, and the other libtest flags (see --help)."
+    );
+    let _ = writeln!(h, "\nAttribute #[kelpie::dst_test(key = value, ...)]:");
+    for (key, value, doc) in ATTRIBUTE_KEYS {
+        let _ = writeln!(h, "  {:<18} {:<30} {}", key, value, doc);
+    }
+    let _ = writeln!(h, "\nFaults, faults = [Name(parameters, options), ...]:");
+    let signatures: Vec<String> = FAULT_TABLE
+        .iter()
+        .map(|info| {
+            let params: Vec<String> = info
+                .params
+                .iter()
+                .map(|p| match (p.kind, p.default) {
+                    (ParamKind::Millis, Some(d)) => format!("{} = {d}", p.name),
+                    _ => p.name.to_string(),
+                })
+                .collect();
+            format!("{}({})", info.name, params.join(", "))
+        })
+        .collect();
+    let width = signatures.iter().map(String::len).max().unwrap_or(0);
+    for (info, signature) in FAULT_TABLE.iter().zip(&signatures) {
+        let _ = writeln!(h, "  {signature:<width$} {}", one_line(info.doc));
+    }
+    let _ = writeln!(
+        h,
+        "\nFault options, after a fault's parameters (e.g. `max = 3`):"
+    );
+    for option in FAULT_OPTIONS {
+        let _ = writeln!(h, "  {:<18} {}", option.name, option.doc);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_lists_every_variable_fault_and_option() {
+        let help = help_text();
+        for var in ENV_VARS {
+            assert!(
+                help.contains(var.name) && help.contains(var.expected),
+                "{}",
+                var.name
+            );
+        }
+        for info in FAULT_TABLE {
+            assert!(help.contains(&format!("  {}(", info.name)), "{}", info.name);
+        }
+        for option in FAULT_OPTIONS {
+            assert!(help.contains(option.doc), "{}", option.name);
+        }
+        assert!(
+            help.contains("NetworkDelay(probability, max_ms = 100)"),
+            "{help}"
+        );
+    }
+}
