@@ -1,23 +1,15 @@
 //! The README's fault and environment tables are derived from the code's tables; this test
 //! fails (and prints the current tables) when they drift apart.
 
-use kelpie::{ParamKind, FAULT_OPTIONS, FAULT_TABLE};
+use kelpie::{FAULT_OPTIONS, FAULT_TABLE};
 
 fn fault_table() -> String {
     let mut out = String::from("| fault | parameters | what it does |\n|---|---|---|\n");
     for f in FAULT_TABLE {
-        let params: Vec<String> = f
-            .params
-            .iter()
-            .map(|p| match (p.kind, p.default) {
-                (ParamKind::Millis, Some(d)) => format!("{} = {d}", p.name),
-                _ => p.name.to_string(),
-            })
-            .collect();
         out += &format!(
             "| `{}` | {} | {} |\n",
             f.name,
-            params.join(", "),
+            f.params_signature(),
             f.doc.trim()
         );
     }

@@ -61,6 +61,22 @@ pub struct FaultInfo {
     pub doc: &'static str,
 }
 
+impl FaultInfo {
+    /// The positional parameters as written in the attribute, with their defaults:
+    /// `probability, max_ms = 50`.
+    pub fn params_signature(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|p| match (p.kind, p.default) {
+                (ParamKind::Millis, Some(d)) => format!("{} = {d}", p.name),
+                _ => p.name.to_string(),
+            })
+            .collect();
+        params.join(", ")
+    }
+}
+
 const P: ParamInfo = ParamInfo {
     name: "probability",
     kind: ParamKind::Probability,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::fault::{ParamKind, FAULT_OPTIONS, FAULT_TABLE};
+use crate::fault::{FAULT_OPTIONS, FAULT_TABLE};
 use crate::runner::env::ENV_VARS;
 
 /// The keys of `#[kelpie::dst_test(...)]`: name, value, meaning. Mirrors the attribute's own
@@ -82,17 +82,7 @@ pub(crate) fn help_text() -> String {
     let _ = writeln!(h, "\nFaults, faults = [Name(parameters, options), ...]:");
     let signatures: Vec<String> = FAULT_TABLE
         .iter()
-        .map(|info| {
-            let params: Vec<String> = info
-                .params
-                .iter()
-                .map(|p| match (p.kind, p.default) {
-                    (ParamKind::Millis, Some(d)) => format!("{} = {d}", p.name),
-                    _ => p.name.to_string(),
-                })
-                .collect();
-            format!("{}({})", info.name, params.join(", "))
-        })
+        .map(|info| format!("{}({})", info.name, info.params_signature()))
         .collect();
     let width = signatures.iter().map(String::len).max().unwrap_or(0);
     for (info, signature) in FAULT_TABLE.iter().zip(&signatures) {
