@@ -21,6 +21,14 @@ fn fault_table() -> String {
     out
 }
 
+fn attribute_table() -> String {
+    let mut out = String::from("| key | value | meaning |\n|---|---|---|\n");
+    for k in kelpie::harness::ATTRIBUTE_KEYS {
+        out += &format!("| `{}` | `{}` | {} |\n", k.name, k.value, k.doc);
+    }
+    out
+}
+
 fn env_table() -> String {
     let mut out = String::from("| variable | form | effect |\n|---|---|---|\n");
     for v in kelpie::harness::ENV_VARS {
@@ -33,7 +41,12 @@ fn env_table() -> String {
 fn readme_tables_match_the_code() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    for (what, table) in [("fault", fault_table()), ("environment", env_table())] {
+    let tables = [
+        ("attribute", attribute_table()),
+        ("fault", fault_table()),
+        ("environment", env_table()),
+    ];
+    for (what, table) in tables {
         assert!(
             readme.contains(&table),
             "README.md's {what} table is out of date; replace it with:\n\n{table}"

@@ -129,3 +129,35 @@ async fn canary_write_fail_reaches_storage(env: SimEnv) {
         .await
         .expect("write must fail under StorageWriteFail(1.0)");
 }
+
+/// A canary: increments by plain `get` + `set` (no transaction) lose updates when tasks
+/// interleave; the harness must find a seed that shows it, or the no-lost-update check above
+/// proves nothing.
+#[kelpie::dst_test(seeds = 0..50, canary, faults = [StorageLatency(0.5, 5)])]
+async fn canary_unsynchronised_increments_lose_updates(env: SimEnv) {
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let env = env.clone();
+        tasks.push(env.clone().spawn(async move {
+            for _ in 0..10 {
+                let s = env.storage();
+                let n = s
+                    .get("counter")
+                    .await
+                    .unwrap()
+                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+                s.set("counter", (n + 1).to_le_bytes()).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stored = env
+        .storage()
+        .get("counter")
+        .await
+        .unwrap()
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+    assert_eq!(stored, 40, "lost updates");
+}

@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{ActorError, KvError};
 
+/// Key-value pairs in key order, as a prefix scan returns them.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A byte-level key-value store. A write that returns `Ok` is durable; [`ActorKV::transaction`]
 /// gives optimistic, atomic multi-key writes.
 pub trait ActorKV: Clone + Send + Sync + 'static {
@@ -27,7 +30,7 @@ pub trait ActorKV: Clone + Send + Sync + 'static {
     fn scan_prefix(
         &self,
         prefix: &[u8],
-    ) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>, KvError>> + Send;
+    ) -> impl Future<Output = Result<KvPairs, KvError>> + Send;
 
     /// Starts an optimistic transaction.
     fn transaction(&self) -> Self::Txn;
@@ -58,7 +61,9 @@ pub trait KvTransaction: Send + 'static {
 /// assert_eq!(id.to_string(), "agents/alice");
 /// assert!(ActorId::new("agents", "a/b").is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ActorId {
     namespace: String,
     id: String,
@@ -73,7 +78,10 @@ fn check_part(part: &str) -> Result<(), &'static str> {
     if part.len() > MAX_ID_LEN {
         return Err("must be at most 128 characters");
     }
-    if !part.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b)) {
+    if !part
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    {
         return Err("may contain only ASCII letters, digits, `_`, `.`, `:` and `-`");
     }
     Ok(())
@@ -84,7 +92,11 @@ impl ActorId {
     pub fn new(namespace: impl Into<String>, id: impl Into<String>) -> Result<Self, ActorError> {
         let (namespace, id) = (namespace.into(), id.into());
         if let Err(reason) = check_part(&namespace).and_then(|()| check_part(&id)) {
-            return Err(ActorError::InvalidActorId { namespace, id, reason });
+            return Err(ActorError::InvalidActorId {
+                namespace,
+                id,
+                reason,
+            });
         }
         Ok(ActorId { namespace, id })
     }
@@ -168,7 +180,7 @@ impl ActorKV for MemoryKv {
         Ok(())
     }
 
-    async fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    async fn scan_prefix(&self, prefix: &[u8]) -> Result<KvPairs, KvError> {
         let st = self.lock();
         Ok(st
             .data
@@ -179,7 +191,11 @@ impl ActorKV for MemoryKv {
     }
 
     fn transaction(&self) -> MemoryTxn {
-        MemoryTxn { kv: self.clone(), reads: BTreeMap::new(), writes: BTreeMap::new() }
+        MemoryTxn {
+            kv: self.clone(),
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        }
     }
 }
 
@@ -197,7 +213,9 @@ impl KvTransaction for MemoryTxn {
             return Ok(v.clone());
         }
         let st = self.kv.lock();
-        self.reads.entry(key.to_vec()).or_insert_with(|| st.version_of(key));
+        self.reads
+            .entry(key.to_vec())
+            .or_insert_with(|| st.version_of(key));
         Ok(st.data.get(key).cloned())
     }
 
@@ -212,7 +230,9 @@ impl KvTransaction for MemoryTxn {
     async fn commit(self) -> Result<(), KvError> {
         let mut st = self.kv.lock();
         if let Some((key, _)) = self.reads.iter().find(|(k, v)| st.version_of(k) != **v) {
-            return Err(KvError::Conflict { key: String::from_utf8_lossy(key).into_owned() });
+            return Err(KvError::Conflict {
+                key: String::from_utf8_lossy(key).into_owned(),
+            });
         }
         for (k, v) in self.writes {
             st.write(&k, v);
@@ -226,7 +246,10 @@ mod tests {
     use super::*;
 
     fn block_on<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     #[test]
@@ -254,7 +277,13 @@ mod tests {
             assert_eq!(kv.get(b"x").await.unwrap(), Some(b"1".to_vec()));
             kv.set(b"x/a", b"1").await.unwrap();
             kv.set(b"y", b"1").await.unwrap();
-            let keys: Vec<_> = kv.scan_prefix(b"x").await.unwrap().into_iter().map(|(k, _)| k).collect();
+            let keys: Vec<_> = kv
+                .scan_prefix(b"x")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
             assert_eq!(keys, vec![b"x".to_vec(), b"x/a".to_vec()]);
         });
     }

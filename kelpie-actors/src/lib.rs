@@ -19,7 +19,7 @@ mod kv;
 mod platform;
 
 pub use error::{ActorError, KvError};
-pub use kv::{ActorId, ActorKV, KvTransaction, MemoryKv, MemoryTxn};
+pub use kv::{ActorId, ActorKV, KvPairs, KvTransaction, MemoryKv, MemoryTxn};
+pub use platform::{Platform, TokioPlatform};
 #[cfg(madsim)]
 pub use platform::{SimKv, SimKvTxn, SimPlatform};
-pub use platform::{Platform, TokioPlatform};

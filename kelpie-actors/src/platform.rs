@@ -45,7 +45,11 @@ pub struct TokioPlatform<K = MemoryKv> {
 impl<K: ActorKV> TokioPlatform<K> {
     /// A node named `node` using `kv`.
     pub fn new(node: impl Into<String>, kv: K) -> Self {
-        TokioPlatform { node: node.into(), kv, epoch: std::time::Instant::now() }
+        TokioPlatform {
+            node: node.into(),
+            kv,
+            epoch: std::time::Instant::now(),
+        }
     }
 }
 
@@ -113,7 +117,9 @@ mod sim {
     impl SimKv {
         /// The store on `node`'s disk (typically a dedicated database node).
         pub fn new(node: &SimEnv) -> Self {
-            SimKv { storage: node.storage() }
+            SimKv {
+                storage: node.storage(),
+            }
         }
 
         async fn write(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), KvError> {
@@ -123,7 +129,10 @@ mod sim {
             }
             // The write happened but may not be durable: if the sync fails, the caller cannot
             // know whether it survives.
-            self.storage.sync().await.map_err(|_| KvError::OutcomeUnknown)
+            self.storage
+                .sync()
+                .await
+                .map_err(|_| KvError::OutcomeUnknown)
         }
     }
 
@@ -142,12 +151,14 @@ mod sim {
             self.write(key, None).await
         }
 
-        async fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+        async fn scan_prefix(&self, prefix: &[u8]) -> Result<crate::kv::KvPairs, KvError> {
             self.storage.scan_prefix(prefix).await.map_err(kv_error)
         }
 
         fn transaction(&self) -> SimKvTxn {
-            SimKvTxn { txn: self.storage.transaction() }
+            SimKvTxn {
+                txn: self.storage.transaction(),
+            }
         }
     }
 
@@ -186,7 +197,11 @@ mod sim {
     impl SimPlatform {
         /// The platform of the node `env` acts as, using `kv`.
         pub fn new(env: SimEnv, kv: SimKv) -> Self {
-            SimPlatform { name: env.node_name(), env, kv }
+            SimPlatform {
+                name: env.node_name(),
+                env,
+                kv,
+            }
         }
 
         /// The node's env.

@@ -17,12 +17,6 @@ use crate::check::Errors;
 use crate::table::{FaultInfo, OpKind, OptionInfo, ParamInfo, ParamKind};
 use crate::table::{FAULT_OPTIONS, FAULT_TABLE, OP_TABLE};
 
-/// One key the attribute accepts, with the shape of its value as shown in error messages.
-struct Key {
-    name: &'static str,
-    expected: &'static str,
-}
-
 const SEEDS: &str = "seeds";
 const FAULTS: &str = "faults";
 const MAX_TIME: &str = "max_time";
@@ -32,47 +26,10 @@ const NODES: &str = "nodes";
 const IGNORE: &str = "ignore";
 const SHOULD_FAIL: &str = "should_fail";
 const CHECK_DETERMINISM: &str = "check_determinism";
+const CANARY: &str = "canary";
 
-/// Every key of `#[kelpie::dst_test(...)]`, in the order the docs list them.
-const KEYS: &[Key] = &[
-    Key {
-        name: SEEDS,
-        expected: "`seeds = 0..100`, `seeds = 0..=9` or `seeds = [1, 7, 42]`",
-    },
-    Key {
-        name: FAULTS,
-        expected:
-            "a list of faults, like `faults = [StorageWriteFail(0.01), NetworkDelay(0.1, 200)]`",
-    },
-    Key {
-        name: MAX_TIME,
-        expected: "a virtual-time budget, like `max_time = \"60s\"`",
-    },
-    Key {
-        name: WALL_TIMEOUT,
-        expected: "a real-time limit per seed, like `wall_timeout = \"10s\"`",
-    },
-    Key {
-        name: FAULT_TICK,
-        expected: "the period of node, clock and partition faults, like `fault_tick = \"10ms\"`",
-    },
-    Key {
-        name: NODES,
-        expected: "a number of nodes, like `nodes = 3`",
-    },
-    Key {
-        name: IGNORE,
-        expected: "a bare `ignore` (or `ignore = true`)",
-    },
-    Key {
-        name: SHOULD_FAIL,
-        expected: "a bare `should_fail` (or `should_fail = true`)",
-    },
-    Key {
-        name: CHECK_DETERMINISM,
-        expected: "a bare `check_determinism` (or `check_determinism = true`)",
-    },
-];
+/// Every key of `#[kelpie::dst_test(...)]`, from the table the runner's help also reads.
+use crate::attributes::{AttrKey as Key, ATTRIBUTE_KEYS as KEYS};
 
 /// The shape of `key`'s value, for error messages.
 fn expected(key: &str) -> &'static str {
@@ -94,6 +51,7 @@ pub(crate) struct Args {
     pub ignore: Option<bool>,
     pub should_fail: Option<bool>,
     pub check_determinism: Option<bool>,
+    pub canary: Option<bool>,
 }
 
 /// The seeds a test runs with.
@@ -245,8 +203,7 @@ fn skip_to_comma(input: ParseStream) -> syn::Result<()> {
 }
 
 fn interpret(key: &Key, entry: &Entry, args: &mut Args, errors: &Errors) {
-    let is_flag = matches!(key.name, IGNORE | SHOULD_FAIL | CHECK_DETERMINISM);
-    if is_flag {
+    if key.flag {
         let on = match &entry.value {
             None => Some(true),
             Some(expr) => match peel(expr) {
@@ -262,7 +219,9 @@ fn interpret(key: &Key, entry: &Entry, args: &mut Args, errors: &Errors) {
         match key.name {
             IGNORE => args.ignore = on,
             SHOULD_FAIL => args.should_fail = on,
-            _ => args.check_determinism = on,
+            CHECK_DETERMINISM => args.check_determinism = on,
+            CANARY => args.canary = on,
+            other => unreachable!("flag `{other}` has no field"),
         }
         return;
     }

@@ -144,9 +144,10 @@ fn options(args: &Args) -> TokenStream {
     let ignore = flag("ignore", args.ignore);
     let should_fail = flag("should_fail", args.should_fail);
     let check_determinism = flag("check_determinism", args.check_determinism);
+    let canary = flag("canary", args.canary);
     quote! {
         ::kelpie::__private::TestOptions {
-            #max_time #wall_timeout #fault_tick #nodes #ignore #should_fail #check_determinism
+            #max_time #wall_timeout #fault_tick #nodes #ignore #should_fail #check_determinism #canary
             ..::kelpie::__private::TestOptions::DEFAULT
         }
     }

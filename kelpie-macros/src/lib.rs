@@ -21,6 +21,10 @@ mod expand;
 mod table;
 
 /// The forbidden-call scanner shared with `kelpie-sim`'s lint.
+#[allow(dead_code)]
+#[path = "../../kelpie-sim/src/runner/attributes.rs"]
+mod attributes;
+
 #[allow(dead_code, rustdoc::broken_intra_doc_links)]
 #[path = "../../kelpie-sim/src/lint/forbidden.rs"]
 mod forbidden;
@@ -57,8 +61,9 @@ use proc_macro::TokenStream;
 /// | `fault_tick` | duration | period at which node, clock and partition faults are decided |
 /// | `nodes` | integer ≥ 1 | number of simulated nodes |
 /// | `ignore` | flag | registered but not run unless asked for (`--ignored`) |
-/// | `should_fail` | flag | the test passes only if every seed fails |
+/// | `should_fail` | flag | each seed's trial passes only if that seed fails |
 /// | `check_determinism` | flag | run each seed twice and compare the event traces |
+/// | `canary` | flag | one trial over all seeds that passes iff some seed fails |
 ///
 /// A duration is a string with a unit, `"250ms"`, `"60s"` or `"2m"`, or an integer number of
 /// milliseconds. A flag is written bare (`ignore`) or as `ignore = true` / `ignore = false`.

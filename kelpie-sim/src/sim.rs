@@ -450,6 +450,25 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Polls a future, turning a panic during a poll into `Err(payload)`.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(payload) => std::task::Poll::Ready(Err(payload)),
+        }
+    }
+}
+
 const DEADLOCK_PANIC: &str = "no events, all tasks will block forever";
 /// How long the watchdog waits for a flagged seed thread to unwind.
 const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
@@ -539,13 +558,15 @@ impl Simulation {
                             world: world.clone(),
                             node: NodeId::MAIN,
                         };
-                        let out = body(env).await;
+                        // A panic of the body is caught here, inside the task, so that madsim
+                        // does not print its own context line for it; it is reported below.
+                        let out = CatchUnwind(Box::pin(body(env))).await;
                         let at = world.elapsed();
                         world.lock().ended_at = Some(at);
                         out
                     })
                 }));
-                let result = match outcome {
+                let result = match outcome.and_then(|inner| inner) {
                     Ok(value) => Ok(value),
                     Err(payload) => {
                         let message = LAST_PANIC

@@ -3,53 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::fault::{FAULT_OPTIONS, FAULT_TABLE};
+use crate::runner::attributes::ATTRIBUTE_KEYS;
 use crate::runner::env::ENV_VARS;
-
-/// The keys of `#[kelpie::dst_test(...)]`: name, value, meaning. Mirrors the attribute's own
-/// key table in `kelpie-macros` (which cannot depend on this crate).
-const ATTRIBUTE_KEYS: &[(&str, &str, &str)] = &[
-    (
-        "seeds",
-        "0..500 | 0..=9 | [1, 7, 42]",
-        "the seeds to run; default 0..100",
-    ),
-    (
-        "faults",
-        "[Fault(args), ...]",
-        "faults to inject (below); default none",
-    ),
-    (
-        "max_time",
-        "\"60s\"",
-        "virtual-time budget of one seed; default 600s",
-    ),
-    (
-        "wall_timeout",
-        "\"30s\"",
-        "real-time limit of one seed; default 60s",
-    ),
-    (
-        "fault_tick",
-        "\"10ms\"",
-        "period of node, clock and partition fault decisions; default 10ms",
-    ),
-    ("nodes", "3", "nodes n1..nN created before the body runs"),
-    (
-        "ignore",
-        "flag",
-        "run only with --ignored or --include-ignored",
-    ),
-    (
-        "should_fail",
-        "flag",
-        "each seed's trial passes only if that seed fails",
-    ),
-    (
-        "check_determinism",
-        "flag",
-        "run each seed twice and compare the event traces",
-    ),
-];
 
 fn one_line(doc: &str) -> String {
     doc.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -76,8 +31,8 @@ pub(crate) fn help_text() -> String {
          --include-ignored, --test-threads <n>, and the other libtest flags (see --help)."
     );
     let _ = writeln!(h, "\nAttribute #[kelpie::dst_test(key = value, ...)]:");
-    for (key, value, doc) in ATTRIBUTE_KEYS {
-        let _ = writeln!(h, "  {:<18} {:<30} {}", key, value, doc);
+    for key in ATTRIBUTE_KEYS {
+        let _ = writeln!(h, "  {:<18} {:<30} {}", key.name, key.value, key.doc);
     }
     let _ = writeln!(h, "\nFaults, faults = [Name(parameters, options), ...]:");
     let signatures: Vec<String> = FAULT_TABLE

@@ -20,6 +20,7 @@
 //! prints them with the attribute's keys and the fault table. A bad value stops the run with one
 //! line on stderr and exit code 2.
 
+mod attributes;
 mod env;
 mod help;
 mod lint_trials;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Trial};
 
+pub use attributes::{AttrKey, ATTRIBUTE_KEYS};
 pub use env::{EnvForm, EnvVar, ENV_VARS, MAX_SEEDS};
 pub use registry::{registered, DstTest, IntoTestResult, SeedSet, TestFuture, TestOptions};
 
@@ -66,10 +68,16 @@ pub fn main() -> ExitCode {
     }
     let args = Arguments::from_args();
     let invocation = Arc::new(report::Invocation::current());
-    let mut trials: Vec<Trial> = trial::seed_trials(&registered(), &parsed.config)
+    let tests = registered();
+    let mut trials: Vec<Trial> = trial::seed_trials(&tests, &parsed.config)
         .into_iter()
         .map(|t| t.into_trial(invocation.clone()))
         .collect();
+    trials.extend(
+        trial::canary_trials(&tests, &parsed.config)
+            .into_iter()
+            .map(|t| t.into_trial(invocation.clone())),
+    );
     trials.extend(lint_trials::lint_trials(&lint_trials::root(), &invocation));
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -57,6 +57,9 @@ pub struct TestOptions {
     pub should_fail: bool,
     /// Run every seed twice and compare traces (`check_determinism`).
     pub check_determinism: bool,
+    /// One trial over all seeds that passes iff some seed fails (`canary`): proves that a
+    /// planted bug is found, and prints the first failing seed with its repro command.
+    pub canary: bool,
 }
 
 impl TestOptions {
@@ -69,6 +72,7 @@ impl TestOptions {
         ignore: false,
         should_fail: false,
         check_determinism: false,
+        canary: false,
     };
 }
 

@@ -42,12 +42,8 @@ pub(crate) fn trial_name(test: &DstTest, seed: u64) -> String {
 /// every test; otherwise `KELPIE_SEEDS` replaces every test's seeds.
 pub(crate) fn seed_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<SeedTrial> {
     let mut trials = Vec::new();
-    for &test in tests {
-        let seeds: Vec<u64> = match (env.seed, &env.seeds) {
-            (Some(seed), _) => vec![seed],
-            (None, Some(range)) => range.clone().collect(),
-            (None, None) => test.seeds.to_vec(),
-        };
+    for &test in tests.iter().filter(|t| !t.options.canary) {
+        let seeds = selected_seeds(test, env);
         let check = if test.options.check_determinism {
             Check::Declared
         } else if env.check_determinism {
@@ -66,6 +62,96 @@ pub(crate) fn seed_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<Se
         }
     }
     trials
+}
+
+/// The seeds of `test` this run selects: `KELPIE_SEED`, else `KELPIE_SEEDS`, else the test's.
+fn selected_seeds(test: &DstTest, env: &EnvConfig) -> Vec<u64> {
+    match (env.seed, &env.seeds) {
+        (Some(seed), _) => vec![seed],
+        (None, Some(range)) => range.clone().collect(),
+        (None, None) => test.seeds.to_vec(),
+    }
+}
+
+/// A `canary` test: one trial over all its seeds that passes iff some seed fails.
+#[derive(Debug, Clone)]
+pub(crate) struct CanaryTrial {
+    /// `<test path>::canary`.
+    pub(crate) name: String,
+    pub(crate) test: &'static DstTest,
+    pub(crate) seeds: Vec<u64>,
+}
+
+/// One trial per `canary` test.
+pub(crate) fn canary_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<CanaryTrial> {
+    tests
+        .iter()
+        .filter(|t| t.options.canary)
+        .map(|&test| CanaryTrial {
+            name: format!("{}::canary", test.path()),
+            test,
+            seeds: selected_seeds(test, env),
+        })
+        .collect()
+}
+
+impl CanaryTrial {
+    /// Runs seeds in order until one fails. `Ok` carries the report of the seed that found the
+    /// bug (printed by the trial, since a passing trial's message is not shown otherwise);
+    /// `Err` says the planted bug was not found.
+    pub(crate) fn run(&self, invocation: &Invocation) -> Result<String, String> {
+        if self.test.options.should_fail {
+            return Err(
+                "`canary` and `should_fail` contradict each other: a canary passes when \
+                        some seed fails"
+                    .to_string(),
+            );
+        }
+        for (i, &seed) in self.seeds.iter().enumerate() {
+            let trial = SeedTrial {
+                name: self.name.clone(),
+                test: self.test,
+                seed,
+                check: Check::Off,
+            };
+            let sim = trial.simulation();
+            let plan: Vec<String> = sim.faults().iter().map(ToString::to_string).collect();
+            let (headline, facts) = match trial.run_once(&sim) {
+                RunOutcome::Passed(_) => continue,
+                RunOutcome::Failed { failure, facts } => (failure.to_string(), Some(facts)),
+                RunOutcome::Config(message) => return Err(message),
+            };
+            let env = [format!("KELPIE_SEED={seed}")];
+            let reproduce = invocation.command(&env, &self.name, self.test.options.ignore);
+            let report = failure_message(&headline, seed, &plan, facts.as_ref(), &reproduce);
+            return Ok(format!(
+                "canary {}: the planted bug was found at seed {seed}, after {} of {} seeds\n{report}",
+                self.test.path(),
+                i + 1,
+                self.seeds.len()
+            ));
+        }
+        Err(format!(
+            "canary not found: all {} seeds passed, so the checks did not catch the planted bug \
+             (seeds {}..={})",
+            self.seeds.len(),
+            self.seeds.first().copied().unwrap_or(0),
+            self.seeds.last().copied().unwrap_or(0)
+        ))
+    }
+
+    /// The libtest-mimic trial; on success it prints which seed found the bug.
+    pub(crate) fn into_trial(self, invocation: Arc<Invocation>) -> Trial {
+        let ignored = self.test.options.ignore;
+        Trial::test(self.name.clone(), move || match self.run(&invocation) {
+            Ok(found) => {
+                println!("{found}");
+                Ok(())
+            }
+            Err(message) => Err(Failed::from(message)),
+        })
+        .with_ignored_flag(ignored)
+    }
 }
 
 /// How a seed's run ended, before `should_fail` is applied.
