@@ -25,13 +25,25 @@
 
 pub use kelpie_macros::dst_test;
 pub use kelpie_sim::{
-    first_divergence, stable_hash, Category, ConfigError, DropReason, Endpoint, EventKind,
-    FailedRun, Failure, FaultInfo, FaultKind, FaultSpec, FaultStat, FaultStats, JoinHandle,
-    NodeAction, NodeBuilder, NodeId, NodeStatus, OpKind, OptionInfo, ParamInfo, ParamKind,
-    RngHandle, RunReport, SimConfig, SimEnv, SimError, SimNetwork, SimRng, SimStorage, Simulation,
-    StableHasher, StorageError, TraceEvent, TraceMode, TraceSummary, Transaction, FAULT_OPTIONS,
-    FAULT_TABLE, MAX_FAULTS, OP_TABLE,
+    first_divergence, stable_hash, swarm_plan, Category, ConfigError, DropReason, Endpoint,
+    EventKind, FailedRun, Failure, FaultInfo, FaultKind, FaultSchedule, FaultSpec, FaultStat,
+    FaultStats, JoinHandle, LivenessError, NodeAction, NodeBuilder, NodeId, NodeStatus, OpKind,
+    OptionInfo, ParamInfo, ParamKind, RngHandle, RunReport, SimConfig, SimEnv, SimError,
+    SimNetwork, SimRng, SimStorage, Simulation, SometimesStat, StableHasher, StorageError,
+    TraceEvent, TraceMode, TraceSummary, Transaction, FAULT_OPTIONS, FAULT_TABLE, MAX_FAULTS,
+    OP_TABLE,
 };
+
+/// Records whether `condition` holds here, under a name: `kelpie::sometimes!(leader.is_some(),
+/// "a leader is elected")`. The harness fails a test if a site it evaluated was never true
+/// across the test's seeds: a state the test claims to reach but never does (the "sometimes"
+/// assertions of FoundationDB and Antithesis). Outside a simulation it does nothing.
+#[macro_export]
+macro_rules! sometimes {
+    ($condition:expr, $name:literal $(,)?) => {
+        $crate::__private::sometimes($condition, $name)
+    };
+}
 
 /// The `dst_harness` runner: `fn main() -> ExitCode { kelpie::harness::main() }`.
 pub mod harness {
@@ -46,5 +58,5 @@ pub use kelpie_sim::lint;
 pub mod __private {
     pub use kelpie_sim::runner::inventory;
     pub use kelpie_sim::runner::{DstTest, IntoTestResult, SeedSet, TestFuture, TestOptions};
-    pub use kelpie_sim::{FaultKind, FaultSpec, OpKind, SimEnv};
+    pub use kelpie_sim::{sometimes, FaultKind, FaultSpec, OpKind, SimEnv};
 }

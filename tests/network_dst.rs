@@ -38,13 +38,19 @@ async fn retransmission_delivers_exactly_once(env: SimEnv) -> Result<(), String>
         }
     });
     for n in 0..50u32 {
+        let mut attempts = 0;
         loop {
+            attempts += 1;
             tx.send(b.node(), Msg::Data(n));
             match env.timeout(Duration::from_millis(30), tx.recv()).await {
                 Ok(Some((_, Msg::Ack(m)))) if m == n => break,
                 _ => {}
             }
         }
+        // The faults must actually force retransmissions in some seed, or this suite tests
+        // only the happy path.
+        kelpie::sometimes!(attempts > 1, "a message needed retransmission");
+        kelpie::sometimes!(attempts > 3, "a message needed four or more attempts");
     }
     let delivered = delivered.lock().unwrap().clone();
     if delivered != (0..50).collect::<Vec<u32>>() {

@@ -11,7 +11,7 @@ use kelpie::{FaultKind, NodeStatus, SimEnv, StorageError};
 /// hold its last durable value after each restart; failed writes must not appear.
 #[kelpie::dst_test(
     seeds = 0..40,
-    faults = [NodeCrash(0.02, 50), StorageWriteFail(0.05), StorageFsyncLoss(0.0)]
+    faults = [NodeCrash(0.02, 50), StorageWriteFail(0.05)]
 )]
 async fn synced_writes_survive_crashes(env: SimEnv) -> Result<(), String> {
     let node = env.create_node("n").build();

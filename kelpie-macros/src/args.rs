@@ -27,6 +27,8 @@ const IGNORE: &str = "ignore";
 const SHOULD_FAIL: &str = "should_fail";
 const CHECK_DETERMINISM: &str = "check_determinism";
 const CANARY: &str = "canary";
+const SWARM: &str = "swarm";
+const ALLOW_UNFIRED: &str = "allow_unfired";
 
 /// Every key of `#[kelpie::dst_test(...)]`, from the table the runner's help also reads.
 use crate::attributes::{AttrKey as Key, ATTRIBUTE_KEYS as KEYS};
@@ -52,6 +54,8 @@ pub(crate) struct Args {
     pub should_fail: Option<bool>,
     pub check_determinism: Option<bool>,
     pub canary: Option<bool>,
+    pub swarm: Option<bool>,
+    pub allow_unfired: Option<bool>,
 }
 
 /// The seeds a test runs with.
@@ -221,6 +225,8 @@ fn interpret(key: &Key, entry: &Entry, args: &mut Args, errors: &Errors) {
             SHOULD_FAIL => args.should_fail = on,
             CHECK_DETERMINISM => args.check_determinism = on,
             CANARY => args.canary = on,
+            SWARM => args.swarm = on,
+            ALLOW_UNFIRED => args.allow_unfired = on,
             other => unreachable!("flag `{other}` has no field"),
         }
         return;

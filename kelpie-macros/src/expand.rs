@@ -145,9 +145,11 @@ fn options(args: &Args) -> TokenStream {
     let should_fail = flag("should_fail", args.should_fail);
     let check_determinism = flag("check_determinism", args.check_determinism);
     let canary = flag("canary", args.canary);
+    let swarm = flag("swarm", args.swarm);
+    let allow_unfired = flag("allow_unfired", args.allow_unfired);
     quote! {
         ::kelpie::__private::TestOptions {
-            #max_time #wall_timeout #fault_tick #nodes #ignore #should_fail #check_determinism #canary
+            #max_time #wall_timeout #fault_tick #nodes #ignore #should_fail #check_determinism #canary #swarm #allow_unfired
             ..::kelpie::__private::TestOptions::DEFAULT
         }
     }

@@ -64,6 +64,8 @@ use proc_macro::TokenStream;
 /// | `should_fail` | flag | each seed's trial passes only if that seed fails |
 /// | `check_determinism` | flag | run each seed twice and compare the event traces |
 /// | `canary` | flag | one trial over all seeds that passes iff some seed fails |
+/// | `swarm` | flag | each seed runs a random subset of the faults at random intensities |
+/// | `allow_unfired` | flag | a declared fault that never fires does not fail the test |
 ///
 /// A duration is a string with a unit, `"250ms"`, `"60s"` or `"2m"`, or an integer number of
 /// milliseconds. A flag is written bare (`ignore`) or as `ignore = true` / `ignore = false`.

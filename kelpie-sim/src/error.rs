@@ -1,8 +1,10 @@
 //! Errors of the simulation core.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::fault::FaultStats;
+use crate::sim::SometimesStat;
 use crate::trace::TraceSummary;
 
 /// A configuration that makes no sense; reported before any seed runs.
@@ -139,6 +141,8 @@ pub struct FailedRun {
     pub plan: Vec<String>,
     /// Fault statistics so far.
     pub faults: FaultStats,
+    /// The `sometimes!` sites evaluated so far.
+    pub sometimes: BTreeMap<&'static str, SometimesStat>,
 }
 
 /// Errors of [`Simulation::run`](crate::Simulation::run).

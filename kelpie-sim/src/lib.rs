@@ -50,13 +50,14 @@ mod trace;
 pub use crate::{
     error::{ConfigError, FailedRun, Failure, SimError},
     fault::{
-        Category, FaultInfo, FaultKind, FaultSpec, FaultStat, FaultStats, OpKind, OptionInfo,
-        ParamInfo, ParamKind, FAULT_OPTIONS, FAULT_TABLE, MAX_FAULTS, OP_TABLE,
+        swarm_plan, Category, FaultInfo, FaultKind, FaultSchedule, FaultSpec, FaultStat,
+        FaultStats, OpKind, OptionInfo, ParamInfo, ParamKind, FAULT_OPTIONS, FAULT_TABLE,
+        MAX_FAULTS, OP_TABLE,
     },
     net::{Endpoint, SimNetwork},
-    node::{NodeBuilder, NodeId, NodeStatus},
+    node::{LivenessError, NodeBuilder, NodeId, NodeStatus},
     rng::{RngHandle, SimRng},
-    sim::{RunReport, SimConfig, SimEnv, Simulation},
+    sim::{sometimes, RunReport, SimConfig, SimEnv, Simulation, SometimesStat},
     storage::{SimStorage, StorageError, Transaction},
     trace::{
         first_divergence, stable_hash, DropReason, EventKind, NodeAction, StableHasher, TraceEvent,

@@ -124,6 +124,24 @@ fn cut_link(world: &World, a: NodeId, b: NodeId, one_way: bool) {
     );
 }
 
+/// Heals every cut link.
+pub(crate) fn heal_all(world: &World) {
+    let links: Vec<(NodeId, NodeId)> = {
+        let mut st = world.lock();
+        std::mem::take(&mut st.net.cuts).into_keys().collect()
+    };
+    for (a, b) in links {
+        world.record(
+            a,
+            EventKind::Partition {
+                peer: b,
+                one_way: true,
+                cut: false,
+            },
+        );
+    }
+}
+
 /// Heals links cut earlier (each once).
 pub(crate) fn heal_links(world: &World, links: &[(NodeId, NodeId)]) {
     let mut st = world.lock();
@@ -193,20 +211,7 @@ impl SimNetwork {
 
     /// Heals every partition, manual and injected.
     pub fn heal(&self) {
-        let links: Vec<(NodeId, NodeId)> = {
-            let mut st = self.env.world.lock();
-            std::mem::take(&mut st.net.cuts).into_keys().collect()
-        };
-        for (a, b) in links {
-            self.env.world.record(
-                a,
-                EventKind::Partition {
-                    peer: b,
-                    one_way: true,
-                    cut: false,
-                },
-            );
-        }
+        heal_all(&self.env.world);
     }
 
     /// Whether messages from `from` to `to` are currently dropped by a partition.

@@ -236,6 +236,92 @@ impl SimEnv {
     }
 }
 
+/// The liveness phase's property did not hold in time; see [`SimEnv::eventually`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("liveness: `{property}` did not hold within {budget:?} (checked from {since:?} of virtual time on)")]
+pub struct LivenessError {
+    /// The property's name.
+    pub property: String,
+    /// The virtual-time budget it had.
+    pub budget: Duration,
+    /// Virtual time at which checking started.
+    pub since: Duration,
+}
+
+impl SimEnv {
+    /// Ends the fault phase: no fault is considered any more, every partition heals, clock
+    /// offsets return to zero, paused nodes resume and crashed nodes restart. Follow it with
+    /// [`SimEnv::eventually`] to check that the system recovers (safety → heal → liveness).
+    pub fn heal_all(&self) {
+        let world = &self.world;
+        let (down, paused, skewed) = {
+            let mut st = world.lock();
+            st.faults.stop();
+            let of = |status: NodeStatus, st: &crate::sim::State| -> Vec<NodeId> {
+                (1..st.nodes.len())
+                    .filter(|&i| st.nodes[i].status == status)
+                    .map(NodeId::from_index)
+                    .collect()
+            };
+            let skewed: Vec<NodeId> = (1..st.nodes.len())
+                .filter(|&i| st.nodes[i].clock_offset_ns != 0)
+                .map(NodeId::from_index)
+                .collect();
+            (
+                of(NodeStatus::Down, &st),
+                of(NodeStatus::Paused, &st),
+                skewed,
+            )
+        };
+        world.record(
+            self.node,
+            EventKind::User {
+                label: "heal_all: faults stopped".into(),
+            },
+        );
+        crate::net::heal_all(world);
+        for n in skewed {
+            set_offset(world, n, 0);
+        }
+        for n in paused {
+            resume(world, n);
+        }
+        for n in down {
+            restart(world, n);
+        }
+    }
+
+    /// Polls `check` until it returns `true`, within `budget` of virtual time (about a hundred
+    /// polls); `Err` names the property if it never held.
+    pub async fn eventually<F, Fut>(
+        &self,
+        property: &str,
+        budget: Duration,
+        mut check: F,
+    ) -> Result<(), LivenessError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let since = self.elapsed();
+        let poll = (budget / 100).max(Duration::from_millis(1));
+        loop {
+            if check().await {
+                self.trace(format!("liveness: `{property}` holds"));
+                return Ok(());
+            }
+            if self.elapsed().saturating_sub(since) >= budget {
+                return Err(LivenessError {
+                    property: property.to_string(),
+                    budget,
+                    since,
+                });
+            }
+            self.sleep(poll).await;
+        }
+    }
+}
+
 fn shift(t: Duration, offset_ns: i64) -> Duration {
     if offset_ns >= 0 {
         t + Duration::from_nanos(offset_ns as u64)

@@ -1,6 +1,7 @@
 //! The simulation: configuration, the per-run world, [`SimEnv`] and [`Simulation::run`].
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
@@ -10,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{ConfigError, FailedRun, Failure, SimError};
-use crate::fault::{FaultInjector, FaultKind, FaultSpec, FaultStats, Fired, OpKind, MAX_FAULTS};
+use crate::fault::{
+    FaultInjector, FaultKind, FaultSchedule, FaultSpec, FaultStats, Fired, OpKind, MAX_FAULTS,
+};
 use crate::net::NetState;
 use crate::node::{NodeId, NodeState};
 use crate::rng::{RngHandle, SimRng};
@@ -102,6 +105,8 @@ pub(crate) struct State {
     /// Virtual time of the next fault tick, and whether one is being processed.
     pub(crate) next_tick: Duration,
     pub(crate) ticking: bool,
+    /// `sometimes!` sites: how often each was evaluated and how often it was true.
+    pub(crate) sometimes: BTreeMap<&'static str, SometimesStat>,
     /// Virtual time at which the body finished.
     pub(crate) ended_at: Option<Duration>,
 }
@@ -121,9 +126,10 @@ pub(crate) struct World {
 }
 
 impl World {
-    fn new(config: SimConfig, plan: Vec<FaultSpec>) -> Arc<World> {
+    fn new(config: SimConfig, plan: Vec<FaultSpec>, schedule: Option<FaultSchedule>) -> Arc<World> {
         let seed = config.seed;
-        let faults = FaultInjector::new(seed, &plan);
+        let mut faults = FaultInjector::new(seed, &plan);
+        faults.set_schedule(schedule);
         let state = State {
             trace: Trace::new(config.trace, config.trace_tail),
             faults,
@@ -134,6 +140,7 @@ impl World {
             ended_at: None,
             next_tick: config.fault_tick,
             ticking: false,
+            sometimes: BTreeMap::new(),
         };
         let handle = madsim::runtime::Handle::current();
         let sys = handle.create_node().name("kelpie-sys").build();
@@ -201,6 +208,7 @@ impl World {
             trace: st.map(|s| s.trace.summary()).unwrap_or_else(empty_summary),
             plan: self.plan.iter().map(ToString::to_string).collect(),
             faults: st.map(|s| s.faults.stats()).unwrap_or_default(),
+            sometimes: st.map(|s| s.sometimes.clone()).unwrap_or_default(),
         }
     }
 }
@@ -374,6 +382,38 @@ pub struct RunReport<T> {
     pub virtual_time: Duration,
     /// Wall-clock time the run took.
     pub wall_time: Duration,
+    /// Every `sometimes!` site the run evaluated, by name.
+    pub sometimes: BTreeMap<&'static str, SometimesStat>,
+}
+
+/// How often a [`sometimes`] site was evaluated in a run, and how often its condition held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SometimesStat {
+    /// Times evaluated.
+    pub evaluated: u64,
+    /// Times the condition was true.
+    pub hit: u64,
+}
+
+thread_local! {
+    /// The world of the simulation running on this thread (seed threads only).
+    static CURRENT: RefCell<Option<Arc<World>>> = const { RefCell::new(None) };
+}
+
+/// Records whether `condition` holds at the site `name` (use [`kelpie::sometimes!`]). The
+/// runner fails a test if a site it evaluated was never true across the test's seeds: a
+/// property the test claims to reach, but never does. Outside a simulation it does nothing.
+///
+/// [`kelpie::sometimes!`]: https://docs.rs/kelpie
+pub fn sometimes(condition: bool, name: &'static str) {
+    CURRENT.with(|c| {
+        if let Some(world) = c.borrow().as_ref() {
+            let mut st = world.lock();
+            let stat = st.sometimes.entry(name).or_default();
+            stat.evaluated += 1;
+            stat.hit += u64::from(condition);
+        }
+    });
 }
 
 /// One simulation: a config plus declared faults, run on madsim with a fresh OS thread per run.
@@ -403,6 +443,7 @@ pub struct RunReport<T> {
 pub struct Simulation {
     config: SimConfig,
     faults: Vec<FaultSpec>,
+    schedule: Option<FaultSchedule>,
 }
 
 enum Msg<T> {
@@ -480,6 +521,7 @@ impl Simulation {
         Simulation {
             config,
             faults: Vec::new(),
+            schedule: None,
         }
     }
 
@@ -493,6 +535,17 @@ impl Simulation {
     pub fn with_faults(mut self, faults: impl IntoIterator<Item = FaultSpec>) -> Self {
         self.faults.extend(faults);
         self
+    }
+
+    /// Replays only the fault firings `schedule` allows (see [`FaultSchedule`]).
+    pub fn with_schedule(mut self, schedule: FaultSchedule) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+
+    /// The fault schedule, if one restricts the firings.
+    pub fn schedule(&self) -> Option<&FaultSchedule> {
+        self.schedule.as_ref()
     }
 
     /// The config.
@@ -537,6 +590,7 @@ impl Simulation {
         let wall_start = Instant::now();
         let config = self.config.clone();
         let plan = self.faults.clone();
+        let schedule = self.schedule.clone();
         let seed = config.seed;
         let max_time = config.max_time;
         let wall_timeout = config.wall_timeout;
@@ -552,7 +606,8 @@ impl Simulation {
                 let started = tx.clone();
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     rt.block_on(async move {
-                        let world = World::new(config, plan);
+                        let world = World::new(config, plan, schedule);
+                        CURRENT.with(|c| *c.borrow_mut() = Some(world.clone()));
                         let _ = started.send(Msg::Started(world.clone()));
                         let env = SimEnv {
                             world: world.clone(),
@@ -582,6 +637,7 @@ impl Simulation {
                         }
                     }
                 };
+                CURRENT.with(|c| c.borrow_mut().take());
                 let _ = tx.send(Msg::Done(result));
                 // Dropping the runtime drops the remaining tasks; a panic there is not ours.
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt)));
@@ -627,6 +683,7 @@ impl Simulation {
                     trace: empty_summary(),
                     plan: self.faults.iter().map(ToString::to_string).collect(),
                     faults: FaultStats::default(),
+                    sometimes: BTreeMap::new(),
                 },
             };
             return Err(SimError::Failed(Box::new(run)));
@@ -642,6 +699,7 @@ impl Simulation {
                 faults: st.faults.stats(),
                 virtual_time: last_event_time(&st),
                 wall_time: wall_start.elapsed(),
+                sometimes: st.sometimes.clone(),
             }),
             Err(failure) => {
                 let mut run = world.snapshot(failure, Some(&st));
@@ -693,6 +751,7 @@ impl Simulation {
                 virtual_time: rep.virtual_time,
                 plan: self.faults.iter().map(ToString::to_string).collect(),
                 faults: rep.faults,
+                sometimes: rep.sometimes,
                 trace: TraceSummary {
                     full: None,
                     ..rep.trace

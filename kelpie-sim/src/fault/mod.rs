@@ -9,6 +9,7 @@
 
 mod table;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -239,9 +240,11 @@ impl FaultSpec {
 /// Prints the spec in the attribute's syntax, so a plan can be pasted back into a test.
 impl fmt::Display for FaultSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Swarm mode resolves probabilities like 0.0899796877; four decimals are plenty to read.
+        let p = (self.probability * 1e4).round() / 1e4;
         match &self.custom {
-            Some(n) => write!(f, "Custom({n:?}, {}", self.probability)?,
-            None => write!(f, "{}({}", self.kind.name(), self.probability)?,
+            Some(n) => write!(f, "Custom({n:?}, {p}")?,
+            None => write!(f, "{}({p}", self.kind.name())?,
         }
         for p in self
             .kind
@@ -281,6 +284,8 @@ impl fmt::Display for FaultSpec {
 pub struct FaultStat {
     /// The fault as declared (attribute syntax).
     pub fault: String,
+    /// Its name: the table name, or a custom fault's own name.
+    pub name: String,
     /// Its kind.
     pub kind: FaultKind,
     /// Times it was considered (an operation it applies to happened).
@@ -315,11 +320,11 @@ impl FaultStats {
             .sum()
     }
 
-    /// Times the fault whose display name is `name` fired (custom faults by their own name).
+    /// Times the fault named `name` fired (custom faults by their own name).
     pub fn fired_named(&self, name: &str) -> u64 {
         self.faults
             .iter()
-            .filter(|f| f.kind.name() == name || f.fault.starts_with(&format!("Custom({name:?}")))
+            .filter(|f| f.name == name)
             .map(|f| f.fired)
             .sum()
     }
@@ -358,7 +363,114 @@ struct Active {
     name: Arc<str>,
     rng: SimRng,
     considered: u64,
+    /// Times the fault's stream said "fire" (fires plus those a schedule suppressed).
+    drawn: u64,
     fired: u64,
+}
+
+/// Which of a run's fault firings may happen, for replaying a shrunk schedule.
+///
+/// Each firing is named by the declared fault's index and its ordinal among the times that
+/// fault's stream said "fire" (`2:3` is the third firing of the third declared fault). Under a
+/// schedule, a firing that is not listed is suppressed; the fault's stream still advances, so
+/// the decisions of every fault keep their positions.
+///
+/// ```
+/// use kelpie_sim::FaultSchedule;
+/// let s: FaultSchedule = "0:1,2:3".parse().unwrap();
+/// assert!(s.allows(2, 3) && !s.allows(0, 2));
+/// assert_eq!(s.to_string(), "0:1,2:3");
+/// assert!("0-1".parse::<FaultSchedule>().is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultSchedule {
+    allowed: BTreeSet<(usize, u64)>,
+}
+
+impl FaultSchedule {
+    /// A schedule allowing exactly these `(fault index, ordinal)` firings.
+    pub fn new(firings: impl IntoIterator<Item = (usize, u64)>) -> Self {
+        FaultSchedule {
+            allowed: firings.into_iter().collect(),
+        }
+    }
+
+    /// Whether the `ordinal`-th firing of fault `index` may happen.
+    pub fn allows(&self, index: usize, ordinal: u64) -> bool {
+        self.allowed.contains(&(index, ordinal))
+    }
+
+    /// The allowed firings, in order.
+    pub fn firings(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.allowed.iter().copied()
+    }
+
+    /// Number of allowed firings.
+    pub fn len(&self) -> usize {
+        self.allowed.len()
+    }
+
+    /// Whether no firing is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.allowed.is_empty()
+    }
+}
+
+impl fmt::Display for FaultSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, (i, k)) in self.allowed.iter().enumerate() {
+            if n > 0 {
+                write!(f, ",")?;
+            }
+            write!(f, "{i}:{k}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for FaultSchedule {
+    type Err = String;
+
+    /// Parses `index:ordinal` pairs separated by commas (`0:1,2:3`); empty means no firing.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut allowed = BTreeSet::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let parsed = part
+                .split_once(':')
+                .and_then(|(i, k)| Some((i.parse::<usize>().ok()?, k.parse::<u64>().ok()?)));
+            match parsed {
+                Some((i, k)) if k >= 1 => allowed.insert((i, k)),
+                _ => return Err(format!("`{part}` is not `fault:ordinal` (e.g. `0:1`)")),
+            };
+        }
+        Ok(FaultSchedule { allowed })
+    }
+}
+
+/// Swarm testing: the plan one seed runs with. Each declared fault is kept with probability
+/// 1/2, at a random intensity up to its declared probability; which ones and how strong is
+/// drawn from the seed's own `swarm` stream, so the same seed always resolves the same plan.
+///
+/// ```
+/// use kelpie_sim::{swarm_plan, FaultKind, FaultSpec};
+/// let declared = [FaultSpec::new(FaultKind::PacketLoss, 0.2), FaultSpec::new(FaultKind::DiskFull, 0.1)];
+/// let plan = swarm_plan(7, &declared);
+/// assert_eq!(plan, swarm_plan(7, &declared));
+/// assert!(plan.iter().all(|f| f.probability() <= 0.2));
+/// ```
+pub fn swarm_plan(seed: u64, declared: &[FaultSpec]) -> Vec<FaultSpec> {
+    let mut rng = SimRng::stream(seed, "swarm", 0);
+    declared
+        .iter()
+        .filter_map(|spec| {
+            let keep = rng.gen_bool(0.5);
+            let intensity = 1.0 - rng.gen_f64(); // in (0, 1]
+            keep.then(|| {
+                spec.clone()
+                    .with_probability(spec.probability() * intensity)
+            })
+        })
+        .collect()
 }
 
 /// The per-run fault decider: one stream per declared fault.
@@ -366,6 +478,9 @@ pub(crate) struct FaultInjector {
     active: Vec<Active>,
     /// Indices into `active`, per operation kind (`OpKind as usize`).
     by_op: Vec<Vec<usize>>,
+    schedule: Option<FaultSchedule>,
+    /// Set by the liveness phase: no fault is considered any more.
+    stopped: bool,
 }
 
 const N_OPS: usize = OP_TABLE.len();
@@ -390,15 +505,31 @@ impl FaultInjector {
                 name,
                 rng,
                 considered: 0,
+                drawn: 0,
                 fired: 0,
             });
         }
-        FaultInjector { active, by_op }
+        FaultInjector {
+            active,
+            by_op,
+            schedule: None,
+            stopped: false,
+        }
+    }
+
+    /// Replays only the firings `schedule` allows.
+    pub(crate) fn set_schedule(&mut self, schedule: Option<FaultSchedule>) {
+        self.schedule = schedule;
+    }
+
+    /// Stops all faults for the rest of the run.
+    pub(crate) fn stop(&mut self) {
+        self.stopped = true;
     }
 
     /// Whether any declared fault applies to operations of kind `op`.
     pub(crate) fn any_for(&self, op: OpKind) -> bool {
-        !self.by_op[op as usize].is_empty()
+        !self.stopped && !self.by_op[op as usize].is_empty()
     }
 
     /// Considers every fault that applies to this operation (each draws from its own stream,
@@ -431,6 +562,9 @@ impl FaultInjector {
 
     fn decide_inner(&mut self, op: OpKind, consider: impl Fn(&Active) -> bool) -> Vec<Fired> {
         let mut fired = Vec::new();
+        if self.stopped {
+            return fired;
+        }
         for &i in &self.by_op[op as usize] {
             let a = &mut self.active[i];
             if a.spec.max_triggers.is_some_and(|m| a.fired >= m) || !consider(a) {
@@ -438,6 +572,14 @@ impl FaultInjector {
             }
             a.considered += 1;
             if a.rng.gen_bool(a.spec.probability) {
+                a.drawn += 1;
+                if self
+                    .schedule
+                    .as_ref()
+                    .is_some_and(|s| !s.allows(i, a.drawn))
+                {
+                    continue;
+                }
                 a.fired += 1;
                 fired.push(Fired {
                     index: i,
@@ -461,6 +603,7 @@ impl FaultInjector {
                 .iter()
                 .map(|a| FaultStat {
                     fault: a.spec.to_string(),
+                    name: a.name.to_string(),
                     kind: a.spec.kind,
                     considered: a.considered,
                     fired: a.fired,

@@ -91,4 +91,18 @@ pub const ATTRIBUTE_KEYS: &[AttrKey] = &[
         expected: "a bare `canary` (or `canary = true`)",
         doc: "one trial over all seeds that passes iff some seed fails: proves a planted bug is found",
     },
+    AttrKey {
+        name: "swarm",
+        flag: true,
+        value: "flag",
+        expected: "a bare `swarm` (or `swarm = true`)",
+        doc: "each seed keeps a random subset of the faults at random intensities up to the declared ones",
+    },
+    AttrKey {
+        name: "allow_unfired",
+        flag: true,
+        value: "flag",
+        expected: "a bare `allow_unfired` (or `allow_unfired = true`)",
+        doc: "do not fail the test when a declared fault never fires across its seeds",
+    },
 ];

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::ops::RangeInclusive;
 
+use crate::fault::FaultSchedule;
+
 /// The most seeds `KELPIE_SEEDS` may select (one trial each, per test).
 pub const MAX_SEEDS: u64 = 1_000_000;
 
@@ -16,6 +18,8 @@ pub enum EnvForm {
     SeedRange,
     /// A boolean: `1`, `0`, `true` or `false` (any case).
     Flag,
+    /// A fault schedule: `fault:ordinal` pairs separated by commas (`0:1,2:3`).
+    Schedule,
 }
 
 /// One environment variable the harness reads.
@@ -35,6 +39,10 @@ const SEED: &str = "KELPIE_SEED";
 const SEEDS: &str = "KELPIE_SEEDS";
 const CHECK_DETERMINISM: &str = "KELPIE_CHECK_DETERMINISM";
 const HELP: &str = "KELPIE_HELP";
+const SWARM: &str = "KELPIE_SWARM";
+const SHRINK: &str = "KELPIE_SHRINK";
+const FAULT_SCHEDULE: &str = "KELPIE_FAULT_SCHEDULE";
+const REGRESSIONS: &str = "KELPIE_REGRESSIONS";
 
 /// Every variable the harness reads. An empty value counts as unset; any other `KELPIE_*`
 /// variable gets a warning naming the closest known one.
@@ -62,6 +70,33 @@ pub const ENV_VARS: &[EnvVar] = &[
               `check_determinism` are always checked)",
     },
     EnvVar {
+        name: SWARM,
+        form: EnvForm::Flag,
+        expected: "1, 0, true or false, such as KELPIE_SWARM=1",
+        doc: "1: swarm mode for every test: each seed keeps a random subset of the declared \
+              faults at random intensities up to the declared ones",
+    },
+    EnvVar {
+        name: SHRINK,
+        form: EnvForm::Flag,
+        expected: "1, 0, true or false, such as KELPIE_SHRINK=0",
+        doc: "0: do not shrink a failing seed's fault schedule (default 1: shrink, bounded in \
+              time)",
+    },
+    EnvVar {
+        name: FAULT_SCHEDULE,
+        form: EnvForm::Schedule,
+        expected: "fault:ordinal pairs separated by commas, such as KELPIE_FAULT_SCHEDULE=0:1,2:3",
+        doc: "replay only these fault firings (the N-th firing of the K-th declared fault is \
+              `K:N`); printed by shrinking",
+    },
+    EnvVar {
+        name: REGRESSIONS,
+        form: EnvForm::Flag,
+        expected: "1, 0, true or false, such as KELPIE_REGRESSIONS=0",
+        doc: "0: neither replay nor record `dst-regressions/<target>.txt` (default 1)",
+    },
+    EnvVar {
         name: HELP,
         form: EnvForm::Flag,
         expected: "1, 0, true or false, such as KELPIE_HELP=1",
@@ -70,7 +105,7 @@ pub const ENV_VARS: &[EnvVar] = &[
 ];
 
 /// The settings the environment selected.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct EnvConfig {
     /// `KELPIE_SEED`.
     pub(crate) seed: Option<u64>,
@@ -80,10 +115,18 @@ pub(crate) struct EnvConfig {
     pub(crate) check_determinism: bool,
     /// `KELPIE_HELP`.
     pub(crate) help: bool,
+    /// `KELPIE_SWARM`.
+    pub(crate) swarm: bool,
+    /// `KELPIE_SHRINK`, on unless set to 0.
+    pub(crate) no_shrink: bool,
+    /// `KELPIE_FAULT_SCHEDULE`.
+    pub(crate) schedule: Option<FaultSchedule>,
+    /// `KELPIE_REGRESSIONS`, on unless set to 0.
+    pub(crate) no_regressions: bool,
 }
 
 /// What [`parse_env`] found: the settings and one warning line per unknown variable.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ParsedEnv {
     pub(crate) config: EnvConfig,
     pub(crate) warnings: Vec<String>,
@@ -111,6 +154,7 @@ enum Value {
     Seed(u64),
     Range(RangeInclusive<u64>),
     Flag(bool),
+    Schedule(FaultSchedule),
 }
 
 fn parse_value(form: EnvForm, value: &str) -> Option<Value> {
@@ -134,6 +178,7 @@ fn parse_value(form: EnvForm, value: &str) -> Option<Value> {
             "0" | "false" => Some(Value::Flag(false)),
             _ => None,
         },
+        EnvForm::Schedule => value.parse().ok().map(Value::Schedule),
     }
 }
 
@@ -180,6 +225,10 @@ where
             (SEEDS, Some(Value::Range(r))) => config.seeds = Some(r),
             (CHECK_DETERMINISM, Some(Value::Flag(b))) => config.check_determinism = b,
             (HELP, Some(Value::Flag(b))) => config.help = b,
+            (SWARM, Some(Value::Flag(b))) => config.swarm = b,
+            (SHRINK, Some(Value::Flag(b))) => config.no_shrink = !b,
+            (FAULT_SCHEDULE, Some(Value::Schedule(s))) => config.schedule = Some(s),
+            (REGRESSIONS, Some(Value::Flag(b))) => config.no_regressions = !b,
             _ => errors.push(EnvError { var, value }),
         }
     }
@@ -360,7 +409,8 @@ mod tests {
             far.warnings,
             [
                 "warning: unknown variable KELPIE_VERBOSE (known: KELPIE_SEED, KELPIE_SEEDS, \
-              KELPIE_CHECK_DETERMINISM, KELPIE_HELP)"
+              KELPIE_CHECK_DETERMINISM, KELPIE_SWARM, KELPIE_SHRINK, KELPIE_FAULT_SCHEDULE, \
+              KELPIE_REGRESSIONS, KELPIE_HELP)"
             ]
         );
     }

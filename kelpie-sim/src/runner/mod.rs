@@ -26,8 +26,10 @@ mod help;
 mod lint_trials;
 mod registry;
 mod report;
+mod session;
 mod trial;
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -69,15 +71,43 @@ pub fn main() -> ExitCode {
     let args = Arguments::from_args();
     let invocation = Arc::new(report::Invocation::current());
     let tests = registered();
-    let mut trials: Vec<Trial> = trial::seed_trials(&tests, &parsed.config)
+    let config = &parsed.config;
+    let seeds = trial::seed_trials(&tests, config);
+    let (regressions, entries) = if config.no_regressions {
+        (None, Vec::new())
+    } else {
+        let target = invocation.target_name().unwrap_or("dst_harness");
+        let (r, entries) = session::Regressions::load(&lint_trials::root(), target);
+        (Some(r), entries)
+    };
+    let mut per_test: BTreeMap<String, (&'static DstTest, usize)> = BTreeMap::new();
+    for t in &seeds {
+        per_test.entry(t.test.path()).or_insert((t.test, 0)).1 += 1;
+    }
+    let session = Arc::new(session::Session::new(per_test.into_values(), regressions));
+    // Regression seeds run first; then every seed of every test; then canaries and lints.
+    let mut trials: Vec<Trial> = trial::regression_trials(&tests, &entries, config)
         .into_iter()
-        .map(|t| t.into_trial(invocation.clone()))
+        .chain(seeds)
+        .map(|t| t.into_trial(invocation.clone(), Some(session.clone())))
         .collect();
     trials.extend(
-        trial::canary_trials(&tests, &parsed.config)
+        trial::canary_trials(&tests, config)
             .into_iter()
             .map(|t| t.into_trial(invocation.clone())),
     );
     trials.extend(lint_trials::lint_trials(&lint_trials::root(), &invocation));
-    libtest_mimic::run(&args, trials).exit_code()
+    let conclusion = libtest_mimic::run(&args, trials);
+    let (table, errors) = session.finish();
+    if !table.is_empty() && !args.list {
+        println!("fault coverage (fired / considered over all seeds that ran):\n{table}");
+    }
+    for e in &errors {
+        println!("error: {e}");
+    }
+    if errors.is_empty() {
+        conclusion.exit_code()
+    } else {
+        ExitCode::from(101)
+    }
 }

@@ -60,6 +60,12 @@ pub struct TestOptions {
     /// One trial over all seeds that passes iff some seed fails (`canary`): proves that a
     /// planted bug is found, and prints the first failing seed with its repro command.
     pub canary: bool,
+    /// Swarm testing (`swarm`): each seed runs a random subset of the declared faults at
+    /// random intensities up to the declared ones.
+    pub swarm: bool,
+    /// Don't fail the test when a declared fault never fired across its seeds
+    /// (`allow_unfired`).
+    pub allow_unfired: bool,
 }
 
 impl TestOptions {
@@ -73,6 +79,8 @@ impl TestOptions {
         should_fail: false,
         check_determinism: false,
         canary: false,
+        swarm: false,
+        allow_unfired: false,
     };
 }
 

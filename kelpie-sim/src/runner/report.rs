@@ -1,11 +1,13 @@
 //! What a failed trial says: the failure, the facts of the run and one command that reproduces
 //! it. libtest-mimic does not capture output, so all of it goes into the trial's message.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::fault::FaultStats;
+use crate::sim::SometimesStat;
 use crate::trace::TraceSummary;
 
 /// How the running test binary was built, for the `reproduce:` command.
@@ -34,6 +36,14 @@ impl Invocation {
             .filter(|p| !p.is_empty());
         let target = std::env::current_exe().ok().and_then(|exe| target_of(&exe));
         Invocation { package, target }
+    }
+
+    /// The cargo target's name (`dst_harness`), if known.
+    pub(crate) fn target_name(&self) -> Option<&str> {
+        match &self.target {
+            Some(Target::Test(t) | Target::Example(t)) => Some(t),
+            None => None,
+        }
     }
 
     /// One shell command that, run from the workspace root, reruns exactly the trial `name`.
@@ -118,6 +128,7 @@ pub(crate) struct RunFacts {
     pub(crate) faults: FaultStats,
     pub(crate) virtual_time: Duration,
     pub(crate) trace: TraceSummary,
+    pub(crate) sometimes: BTreeMap<&'static str, SometimesStat>,
 }
 
 /// The message of a failed seed trial:
@@ -246,11 +257,13 @@ mod tests {
             faults: FaultStats {
                 faults: vec![FaultStat {
                     fault: "StorageWriteFail(0.5)".into(),
+                    name: "StorageWriteFail".into(),
                     kind: FaultKind::StorageWriteFail,
                     considered: 2,
                     fired: 1,
                 }],
             },
+            sometimes: BTreeMap::new(),
             virtual_time: Duration::from_millis(12),
             trace: TraceSummary {
                 hash: 0xabc,

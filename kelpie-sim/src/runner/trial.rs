@@ -7,9 +7,11 @@ use std::time::Duration;
 use libtest_mimic::{Failed, Trial};
 
 use crate::error::{Failure, SimError};
+use crate::fault::{swarm_plan, FaultSchedule};
 use crate::runner::env::EnvConfig;
 use crate::runner::registry::DstTest;
 use crate::runner::report::{failure_message, Invocation, RunFacts};
+use crate::runner::session::Session;
 use crate::sim::{RunReport, SimConfig, SimEnv, Simulation};
 
 /// Whether a trial checks determinism, and why.
@@ -31,6 +33,14 @@ pub(crate) struct SeedTrial {
     pub(crate) test: &'static DstTest,
     pub(crate) seed: u64,
     pub(crate) check: Check,
+    /// Swarm mode (the attribute or `KELPIE_SWARM=1`).
+    pub(crate) swarm: bool,
+    /// A replayed schedule (`KELPIE_FAULT_SCHEDULE`).
+    pub(crate) schedule: Option<FaultSchedule>,
+    /// Shrink a failing seed's schedule (on unless `KELPIE_SHRINK=0`).
+    pub(crate) shrink: bool,
+    /// A seed from the regression file, not from the test's range.
+    pub(crate) regression: bool,
 }
 
 /// The trial name of `seed` of `test`: `lease_dst::lease_is_unique::seed_3`.
@@ -58,8 +68,45 @@ pub(crate) fn seed_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<Se
                 test,
                 seed,
                 check,
+                swarm: test.options.swarm || env.swarm,
+                schedule: env.schedule.clone(),
+                shrink: !env.no_shrink,
+                regression: false,
             });
         }
+    }
+    trials
+}
+
+/// One trial per regression-file entry of a registered test, named
+/// `<test>::regression_seed_<N>`; they come first and are not part of the seed range.
+pub(crate) fn regression_trials(
+    tests: &[&'static DstTest],
+    entries: &[(String, u64)],
+    env: &EnvConfig,
+) -> Vec<SeedTrial> {
+    let mut trials = Vec::new();
+    for (path, seed) in entries {
+        let Some(&test) = tests.iter().find(|t| t.path() == *path) else {
+            continue;
+        };
+        if test.options.canary || test.options.should_fail {
+            continue;
+        }
+        trials.push(SeedTrial {
+            name: format!("{path}::regression_seed_{seed}"),
+            test,
+            seed: *seed,
+            check: if test.options.check_determinism {
+                Check::Declared
+            } else {
+                Check::Off
+            },
+            swarm: test.options.swarm || env.swarm,
+            schedule: None,
+            shrink: !env.no_shrink,
+            regression: true,
+        });
     }
     trials
 }
@@ -80,6 +127,9 @@ pub(crate) struct CanaryTrial {
     pub(crate) name: String,
     pub(crate) test: &'static DstTest,
     pub(crate) seeds: Vec<u64>,
+    swarm: bool,
+    schedule: Option<FaultSchedule>,
+    shrink: bool,
 }
 
 /// One trial per `canary` test.
@@ -91,6 +141,9 @@ pub(crate) fn canary_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<
             name: format!("{}::canary", test.path()),
             test,
             seeds: selected_seeds(test, env),
+            swarm: test.options.swarm || env.swarm,
+            schedule: env.schedule.clone(),
+            shrink: !env.no_shrink,
         })
         .collect()
 }
@@ -113,23 +166,25 @@ impl CanaryTrial {
                 test: self.test,
                 seed,
                 check: Check::Off,
+                swarm: self.swarm,
+                schedule: self.schedule.clone(),
+                shrink: self.shrink,
+                regression: false,
             };
-            let sim = trial.simulation();
-            let plan: Vec<String> = sim.faults().iter().map(ToString::to_string).collect();
-            let (headline, facts) = match trial.run_once(&sim) {
-                RunOutcome::Passed(_) => continue,
-                RunOutcome::Failed { failure, facts } => (failure.to_string(), Some(facts)),
-                RunOutcome::Config(message) => return Err(message),
-            };
-            let env = [format!("KELPIE_SEED={seed}")];
-            let reproduce = invocation.command(&env, &self.name, self.test.options.ignore);
-            let report = failure_message(&headline, seed, &plan, facts.as_ref(), &reproduce);
-            return Ok(format!(
-                "canary {}: the planted bug was found at seed {seed}, after {} of {} seeds\n{report}",
-                self.test.path(),
-                i + 1,
-                self.seeds.len()
-            ));
+            let execution = trial.execute(invocation);
+            match execution.verdict {
+                Ok(()) => continue,
+                Err(report) if execution.seed_failed => {
+                    return Ok(format!(
+                        "canary {}: the planted bug was found at seed {seed}, after {} of {} \
+                         seeds\n{report}",
+                        self.test.path(),
+                        i + 1,
+                        self.seeds.len()
+                    ))
+                }
+                Err(config_error) => return Err(config_error),
+            }
         }
         Err(format!(
             "canary not found: all {} seeds passed, so the checks did not catch the planted bug \
@@ -156,13 +211,32 @@ impl CanaryTrial {
 
 /// How a seed's run ended, before `should_fail` is applied.
 enum RunOutcome {
-    Passed(RunReport<Result<(), String>>),
+    Passed(RunFacts),
     Failed { failure: Failure, facts: RunFacts },
     Config(String),
 }
 
+fn facts_of<T>(report: RunReport<T>) -> RunFacts {
+    RunFacts {
+        faults: report.faults,
+        virtual_time: report.virtual_time,
+        trace: report.trace,
+        sometimes: report.sometimes,
+    }
+}
+
+/// What one trial run produced: its verdict and, if the seed ran, its facts (for coverage) and
+/// whether the seed itself failed (for the regression file).
+pub(crate) struct Execution {
+    pub(crate) verdict: Result<(), String>,
+    pub(crate) facts: Option<RunFacts>,
+    /// The seed failed unexpectedly (not under `should_fail`): a regression to record.
+    pub(crate) seed_failed: bool,
+}
+
 impl SeedTrial {
-    /// The simulation this trial runs: the seed, the test's limits and its faults.
+    /// The simulation this trial runs: the seed, the test's limits, its faults (resolved per
+    /// seed in swarm mode) and the replayed schedule, if any.
     pub(crate) fn simulation(&self) -> Simulation {
         let options = &self.test.options;
         let mut config = SimConfig::with_seed(self.seed);
@@ -175,7 +249,17 @@ impl SeedTrial {
         if let Some(ms) = options.fault_tick_ms {
             config.fault_tick = Duration::from_millis(ms);
         }
-        Simulation::new(config).with_faults((self.test.faults)())
+        let declared = (self.test.faults)();
+        let plan = if self.swarm {
+            swarm_plan(self.seed, &declared)
+        } else {
+            declared
+        };
+        let sim = Simulation::new(config).with_faults(plan);
+        match &self.schedule {
+            Some(schedule) => sim.with_schedule(schedule.clone()),
+            None => sim,
+        }
     }
 
     fn run_once(&self, sim: &Simulation) -> RunOutcome {
@@ -193,17 +277,11 @@ impl SeedTrial {
             Check::Declared | Check::FromEnv => sim.check_determinism(body),
         };
         match result {
-            Ok(report) => match &report.output {
-                Ok(()) => RunOutcome::Passed(report),
+            Ok(report) => match report.output.clone() {
+                Ok(()) => RunOutcome::Passed(facts_of(report)),
                 Err(message) => RunOutcome::Failed {
-                    failure: Failure::Error {
-                        message: message.clone(),
-                    },
-                    facts: RunFacts {
-                        faults: report.faults,
-                        virtual_time: report.virtual_time,
-                        trace: report.trace,
-                    },
+                    failure: Failure::Error { message },
+                    facts: facts_of(report),
                 },
             },
             Err(SimError::Failed(run)) => RunOutcome::Failed {
@@ -212,6 +290,7 @@ impl SeedTrial {
                     faults: run.faults,
                     virtual_time: run.virtual_time,
                     trace: run.trace,
+                    sometimes: run.sometimes,
                 },
             },
             Err(e @ SimError::Config(_)) => RunOutcome::Config(e.to_string()),
@@ -222,52 +301,198 @@ impl SeedTrial {
     ///
     /// With `should_fail` the trial passes iff the run fails; a determinism violation or a
     /// rejected config fails it either way.
+    #[cfg(test)]
     pub(crate) fn run(&self, invocation: &Invocation) -> Result<(), String> {
+        self.execute(invocation).verdict
+    }
+
+    /// Runs the seed, shrinking its fault schedule if it failed.
+    pub(crate) fn execute(&self, invocation: &Invocation) -> Execution {
         let sim = self.simulation();
         let plan: Vec<String> = sim.faults().iter().map(ToString::to_string).collect();
         let should_fail = self.test.options.should_fail;
         let (headline, facts, nondeterministic) = match self.run_once(&sim) {
-            RunOutcome::Passed(_) if !should_fail => return Ok(()),
-            RunOutcome::Passed(report) => (
+            RunOutcome::Passed(facts) if !should_fail => {
+                return Execution {
+                    verdict: Ok(()),
+                    facts: Some(facts),
+                    seed_failed: false,
+                }
+            }
+            RunOutcome::Passed(facts) => (
                 "expected this seed to fail, but it passed".to_string(),
-                Some(RunFacts {
-                    faults: report.faults,
-                    virtual_time: report.virtual_time,
-                    trace: report.trace,
-                }),
+                Some(facts),
                 false,
             ),
             RunOutcome::Failed { failure, facts } => {
                 let nondeterministic = matches!(failure, Failure::Nondeterministic { .. });
                 if should_fail && !nondeterministic {
-                    return Ok(());
+                    // An expected failure: nothing to record as a regression.
+                    return Execution {
+                        verdict: Ok(()),
+                        facts: Some(facts),
+                        seed_failed: false,
+                    };
                 }
                 (failure.to_string(), Some(facts), nondeterministic)
             }
             RunOutcome::Config(message) => (message, None, false),
         };
+        let seed_failed = !should_fail && facts.is_some();
         let mut env = vec![format!("KELPIE_SEED={}", self.seed)];
+        if self.swarm && !self.test.options.swarm {
+            env.push("KELPIE_SWARM=1".to_string());
+        }
+        if let Some(schedule) = &self.schedule {
+            env.push(format!("KELPIE_FAULT_SCHEDULE={schedule}"));
+        }
         if nondeterministic && self.check == Check::FromEnv {
             env.push("KELPIE_CHECK_DETERMINISM=1".to_string());
         }
         let reproduce = invocation.command(&env, &self.name, self.test.options.ignore);
-        Err(failure_message(
-            &headline,
-            self.seed,
-            &plan,
-            facts.as_ref(),
-            &reproduce,
-        ))
+        let mut message = failure_message(&headline, self.seed, &plan, facts.as_ref(), &reproduce);
+        let shrinkable = seed_failed && !nondeterministic && self.shrink && self.schedule.is_none();
+        if let (true, Some(f)) = (shrinkable, &facts) {
+            if let Some(shrunk) = shrink(self, &sim, &f.faults) {
+                let mut env = env.clone();
+                env.push(format!("KELPIE_FAULT_SCHEDULE={}", shrunk.schedule));
+                let cmd = invocation.command(&env, &self.name, self.test.options.ignore);
+                message.push_str(&format!(
+                    "\n{}\nreproduce the shrunk schedule: {cmd}",
+                    shrunk.describe(&plan)
+                ));
+            }
+        }
+        Execution {
+            verdict: Err(message),
+            facts,
+            seed_failed,
+        }
     }
 
-    /// The libtest-mimic trial.
-    pub(crate) fn into_trial(self, invocation: Arc<Invocation>) -> Trial {
+    /// The libtest-mimic trial. With a session, the seed's fault and `sometimes!` coverage is
+    /// recorded, and a failing seed is added to the regression file.
+    pub(crate) fn into_trial(
+        self,
+        invocation: Arc<Invocation>,
+        session: Option<Arc<Session>>,
+    ) -> Trial {
         let ignored = self.test.options.ignore;
         Trial::test(self.name.clone(), move || {
-            self.run(&invocation).map_err(Failed::from)
+            let execution = self.execute(&invocation);
+            if let Some(session) = &session {
+                if let Some(facts) = &execution.facts {
+                    session.record(self.test, &facts.faults, &facts.sometimes);
+                }
+                if execution.seed_failed && !self.regression && self.schedule.is_none() {
+                    session.record_failure(self.test, self.seed);
+                }
+            }
+            execution.verdict.map_err(Failed::from)
         })
         .with_ignored_flag(ignored)
     }
+}
+
+/// The smallest fault schedule found that still fails a seed.
+struct Shrunk {
+    schedule: FaultSchedule,
+    original: usize,
+    runs: usize,
+}
+
+impl Shrunk {
+    fn describe(&self, plan: &[String]) -> String {
+        let firings: Vec<String> = self
+            .schedule
+            .firings()
+            .map(|(i, k)| format!("{} #{k}", plan.get(i).map_or("?", String::as_str)))
+            .collect();
+        let what = if firings.is_empty() {
+            "no fault at all".to_string()
+        } else {
+            firings.join(", ")
+        };
+        format!(
+            "shrunk fault schedule: {} of {} firings still fail ({} replays): {what}",
+            self.schedule.len(),
+            self.original,
+            self.runs
+        )
+    }
+}
+
+/// Most replays one shrink may take, and its wall-clock budget.
+const SHRINK_MAX_RUNS: usize = 200;
+const SHRINK_BUDGET: Duration = Duration::from_secs(20);
+
+/// Delta debugging (ddmin) over the firings of a failing seed: replays the seed allowing only
+/// subsets of them, keeping any subset that still fails, until no single chunk can be removed
+/// or the budget runs out. `None` if the seed fired no fault.
+fn shrink(trial: &SeedTrial, sim: &Simulation, stats: &crate::fault::FaultStats) -> Option<Shrunk> {
+    let all: Vec<(usize, u64)> = stats
+        .faults
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| (1..=s.fired).map(move |k| (i, k)))
+        .collect();
+    if all.is_empty() {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let runs = std::cell::Cell::new(0);
+    let fails = |subset: &[(usize, u64)]| -> bool {
+        runs.set(runs.get() + 1);
+        let replay = sim
+            .clone()
+            .with_schedule(FaultSchedule::new(subset.iter().copied()));
+        matches!(trial.run_once(&replay), RunOutcome::Failed { ref failure, .. }
+            if !matches!(failure, Failure::WallTimeout { .. }))
+    };
+    let mut current = all.clone();
+    if fails(&[]) {
+        current.clear();
+    }
+    let mut n = 2;
+    while current.len() >= 2 && runs.get() < SHRINK_MAX_RUNS && started.elapsed() < SHRINK_BUDGET {
+        let chunk = current.len().div_ceil(n);
+        let chunks: Vec<Vec<(usize, u64)>> = current.chunks(chunk).map(<[_]>::to_vec).collect();
+        let mut reduced = false;
+        for (c, part) in chunks.iter().enumerate() {
+            if fails(part) {
+                current = part.clone();
+                n = 2;
+                reduced = true;
+                break;
+            }
+            let complement: Vec<(usize, u64)> = chunks
+                .iter()
+                .enumerate()
+                .filter(|(o, _)| *o != c)
+                .flat_map(|(_, p)| p.clone())
+                .collect();
+            if chunks.len() > 2 && fails(&complement) {
+                current = complement;
+                n = (n - 1).max(2);
+                reduced = true;
+                break;
+            }
+        }
+        if !reduced {
+            if n >= current.len() {
+                break;
+            }
+            n = (n * 2).min(current.len());
+        }
+    }
+    if current.len() == 1 && fails(&[]) {
+        current.clear();
+    }
+    Some(Shrunk {
+        schedule: FaultSchedule::new(current),
+        original: all.len(),
+        runs: runs.get(),
+    })
 }
 
 #[cfg(test)]
@@ -622,5 +847,127 @@ mod tests {
             .unwrap_err();
         assert!(msg.starts_with("not deterministic: "), "{msg}");
         assert!(msg.ends_with("reproduce: KELPIE_SEED=5 cargo test -p kelpie --test dst_harness -- --exact lease_dst::nondet_declared::seed_5"), "{msg}");
+    }
+
+    /// Five faults declared; the bug needs two of them (a failed write *and* the custom fault
+    /// `Flaky`) in the same seed.
+    fn five_faults() -> Vec<FaultSpec> {
+        vec![
+            FaultSpec::new(FaultKind::StorageLatency, 0.3),
+            FaultSpec::new(FaultKind::StorageWriteFail, 0.2),
+            FaultSpec::new(FaultKind::DiskFull, 0.2),
+            FaultSpec::custom("Flaky", 0.2),
+            FaultSpec::new(FaultKind::StorageReadFail, 0.3),
+        ]
+    }
+
+    fn needs_two_faults(env: SimEnv) -> TestFuture {
+        Box::pin(async move {
+            let (mut write_failed, mut flaky) = (false, false);
+            for i in 0..20u8 {
+                let s = env.storage();
+                write_failed |=
+                    matches!(s.set([i], [i]).await, Err(crate::StorageError::Io { .. }));
+                let _ = s.get([i]).await;
+                flaky |= env.fault("Flaky");
+            }
+            if write_failed && flaky {
+                Err("a failed write and a flaky call in one run".to_string())
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    static TWO_FAULTS: DstTest = test(
+        "two_faults",
+        SeedSet::Range { start: 0, end: 40 },
+        five_faults,
+        TestOptions {
+            swarm: true,
+            ..TestOptions::DEFAULT
+        },
+        needs_two_faults,
+    );
+
+    fn schedule_in(message: &str) -> FaultSchedule {
+        let line = message
+            .lines()
+            .find(|l| l.starts_with("reproduce the shrunk schedule: "))
+            .expect("a shrunk repro line");
+        let value = line.split("KELPIE_FAULT_SCHEDULE=").nth(1).unwrap();
+        value.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn swarm_finds_a_two_fault_bug_and_shrinking_keeps_just_those_two() {
+        let trials = seed_trials(&[&TWO_FAULTS], &EnvConfig::default());
+        let mut swarm_plans = BTreeSet::new();
+        let failing = trials
+            .iter()
+            .find_map(|t| {
+                swarm_plans.insert(t.simulation().faults().len());
+                let e = t.execute(&invocation());
+                e.verdict.err().map(|m| (t.seed, m))
+            })
+            .expect("swarm mode finds the bug within 40 seeds");
+        assert!(swarm_plans.len() > 1, "swarm varies the plan per seed");
+        let (seed, message) = failing;
+        let schedule = schedule_in(&message);
+        assert!(schedule.len() <= 2, "{message}");
+        let plan = TWO_FAULTS.faults;
+        let swarm = swarm_plan(seed, &plan());
+        let kinds: BTreeSet<&str> = schedule.firings().map(|(i, _)| swarm[i].name()).collect();
+        assert_eq!(
+            kinds,
+            BTreeSet::from(["StorageWriteFail", "Flaky"]),
+            "{message}"
+        );
+        assert!(message.contains(&format!(
+            "reproduce the shrunk schedule: KELPIE_SEED={seed} "
+        )));
+        // The shrunk repro reproduces: the same seed with only those firings still fails.
+        let replay = EnvConfig {
+            seed: Some(seed),
+            schedule: Some(schedule),
+            ..EnvConfig::default()
+        };
+        let again = only(&TWO_FAULTS, &replay).execute(&invocation());
+        let err = again.verdict.expect_err("the shrunk schedule still fails");
+        assert!(
+            err.starts_with("returned an error: a failed write and a flaky call"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("shrunk fault schedule"),
+            "a replayed schedule is not shrunk again"
+        );
+        // And without any fault the seed passes.
+        let none = EnvConfig {
+            seed: Some(seed),
+            schedule: Some(FaultSchedule::default()),
+            ..EnvConfig::default()
+        };
+        assert!(only(&TWO_FAULTS, &none)
+            .execute(&invocation())
+            .verdict
+            .is_ok());
+    }
+
+    #[test]
+    fn regression_entries_become_named_trials_of_known_tests() {
+        let entries = vec![
+            ("lease_dst::writes".to_string(), 99),
+            ("gone::test".to_string(), 1),
+            ("lease_dst::odd_should_fail".to_string(), 3),
+        ];
+        let trials = regression_trials(
+            &[&WRITES, &ODD_SHOULD_FAIL],
+            &entries,
+            &EnvConfig::default(),
+        );
+        assert_eq!(names(&trials), ["lease_dst::writes::regression_seed_99"]);
+        assert!(trials[0].regression);
+        assert_eq!(trials[0].seed, 99);
     }
 }

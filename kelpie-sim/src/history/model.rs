@@ -1,0 +1,266 @@
+//! Sequential specifications: the [`Model`] trait, a key-value store and a register.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+use crate::trace::stable_hash;
+
+/// A sequential specification: a deterministic state machine that says what each operation
+/// returns and how it changes the state, when operations run one at a time.
+///
+/// A history is linearizable against a model if its operations can be ordered, each at an
+/// instant within its own invocation–return interval, so that [`Model::step`] from
+/// [`Model::init`] returns exactly what each operation returned. The checker remembers the
+/// states it has seen, so `State` should be small and cheap to hash and compare; a choice the
+/// real system makes freely (which of several values to return) belongs in the operation's
+/// return value compared by a coarser `Ret`, not in the model.
+pub trait Model {
+    /// The state of the sequential object.
+    type State: Clone + Eq + Hash + Debug;
+    /// An operation, with its arguments.
+    type Op: Debug;
+    /// What an operation returns.
+    type Ret: PartialEq + Debug;
+
+    /// The state before any operation.
+    fn init(&self) -> Self::State;
+
+    /// Applies `op` to `state`: the new state and what `op` returns.
+    fn step(&self, state: &Self::State, op: &Self::Op) -> (Self::State, Self::Ret);
+
+    /// The partition of `op`. Operations in different partitions must be independent (touch
+    /// disjoint parts of the state, as operations on different keys of a key-value store do):
+    /// the checker then checks each partition on its own, which is far cheaper than checking
+    /// them together (P-compositionality). Two independent partitions may share a number (a
+    /// hash collision) at some cost in speed, never in correctness. Default: one partition.
+    fn partition(&self, op: &Self::Op) -> u64 {
+        let _ = op;
+        0
+    }
+}
+
+/// An operation on a key-value store ([`KvModel`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KvOp<K, V> {
+    /// Reads a key; returns [`KvRet::Value`].
+    Get(K),
+    /// Writes a key; returns [`KvRet::Done`].
+    Put(K, V),
+    /// Removes a key; returns [`KvRet::Done`].
+    Delete(K),
+    /// Writes `new` if the key's value is `expected` (`None`: if the key is absent); returns
+    /// [`KvRet::Swapped`] with whether it wrote.
+    Cas {
+        /// The key.
+        key: K,
+        /// The value the key must have (`None`: absent).
+        expected: Option<V>,
+        /// The value written if it has.
+        new: V,
+    },
+}
+
+impl<K, V> KvOp<K, V> {
+    /// The key the operation touches.
+    pub fn key(&self) -> &K {
+        match self {
+            KvOp::Get(k) | KvOp::Put(k, _) | KvOp::Delete(k) => k,
+            KvOp::Cas { key, .. } => key,
+        }
+    }
+}
+
+/// What a key-value operation returns ([`KvModel`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KvRet<V> {
+    /// The value read by [`KvOp::Get`] (`None`: absent).
+    Value(Option<V>),
+    /// A [`KvOp::Put`] or [`KvOp::Delete`] completed.
+    Done,
+    /// Whether a [`KvOp::Cas`] wrote.
+    Swapped(bool),
+}
+
+/// A key-value store with get, put, delete and compare-and-swap ([`KvOp`], [`KvRet`]).
+/// Each key is its own partition ([`Model::partition`]): histories are checked key by key.
+#[derive(Debug, Clone)]
+pub struct KvModel<K, V> {
+    initial: BTreeMap<K, V>,
+    _v: PhantomData<fn() -> V>,
+}
+
+impl<K, V> Default for KvModel<K, V> {
+    fn default() -> Self {
+        KvModel {
+            initial: BTreeMap::new(),
+            _v: PhantomData,
+        }
+    }
+}
+
+impl<K, V> KvModel<K, V> {
+    /// A store that starts empty.
+    pub fn new() -> Self {
+        KvModel::default()
+    }
+
+    /// A store that starts with `initial`.
+    pub fn with_initial(initial: BTreeMap<K, V>) -> Self {
+        KvModel {
+            initial,
+            _v: PhantomData,
+        }
+    }
+}
+
+impl<K, V> Model for KvModel<K, V>
+where
+    K: Ord + Clone + Hash + Debug,
+    V: Clone + Eq + Hash + Debug,
+{
+    /// Only the keys that a partition touches ever change; the others keep their initial
+    /// values.
+    type State = BTreeMap<K, V>;
+    type Op = KvOp<K, V>;
+    type Ret = KvRet<V>;
+
+    fn init(&self) -> Self::State {
+        self.initial.clone()
+    }
+
+    fn step(&self, state: &Self::State, op: &Self::Op) -> (Self::State, Self::Ret) {
+        match op {
+            KvOp::Get(k) => (state.clone(), KvRet::Value(state.get(k).cloned())),
+            KvOp::Put(k, v) => {
+                let mut next = state.clone();
+                next.insert(k.clone(), v.clone());
+                (next, KvRet::Done)
+            }
+            KvOp::Delete(k) => {
+                let mut next = state.clone();
+                next.remove(k);
+                (next, KvRet::Done)
+            }
+            KvOp::Cas { key, expected, new } => {
+                if state.get(key) == expected.as_ref() {
+                    let mut next = state.clone();
+                    next.insert(key.clone(), new.clone());
+                    (next, KvRet::Swapped(true))
+                } else {
+                    (state.clone(), KvRet::Swapped(false))
+                }
+            }
+        }
+    }
+
+    fn partition(&self, op: &Self::Op) -> u64 {
+        stable_hash(op.key())
+    }
+}
+
+/// An operation on a single register ([`RegisterModel`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RegisterOp<V> {
+    /// Reads the value; returns [`RegisterRet::Value`].
+    Read,
+    /// Writes a value; returns [`RegisterRet::Done`].
+    Write(V),
+    /// Writes `new` if the value is `expected`; returns [`RegisterRet::Swapped`].
+    Cas {
+        /// The value the register must hold.
+        expected: V,
+        /// The value written if it does.
+        new: V,
+    },
+}
+
+/// What a register operation returns ([`RegisterModel`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RegisterRet<V> {
+    /// The value read by [`RegisterOp::Read`].
+    Value(V),
+    /// A [`RegisterOp::Write`] completed.
+    Done,
+    /// Whether a [`RegisterOp::Cas`] wrote.
+    Swapped(bool),
+}
+
+/// A single read/write/compare-and-swap register holding a `V` ([`RegisterOp`],
+/// [`RegisterRet`]).
+#[derive(Debug, Clone)]
+pub struct RegisterModel<V> {
+    initial: V,
+}
+
+impl<V> RegisterModel<V> {
+    /// A register that starts with `initial`.
+    pub fn new(initial: V) -> Self {
+        RegisterModel { initial }
+    }
+}
+
+impl<V: Clone + Eq + Hash + Debug> Model for RegisterModel<V> {
+    type State = V;
+    type Op = RegisterOp<V>;
+    type Ret = RegisterRet<V>;
+
+    fn init(&self) -> V {
+        self.initial.clone()
+    }
+
+    fn step(&self, state: &V, op: &Self::Op) -> (V, Self::Ret) {
+        match op {
+            RegisterOp::Read => (state.clone(), RegisterRet::Value(state.clone())),
+            RegisterOp::Write(v) => (v.clone(), RegisterRet::Done),
+            RegisterOp::Cas { expected, new } if expected == state => {
+                (new.clone(), RegisterRet::Swapped(true))
+            }
+            RegisterOp::Cas { .. } => (state.clone(), RegisterRet::Swapped(false)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_steps() {
+        let m = KvModel::<&str, u32>::new();
+        let s = m.init();
+        let (s, r) = m.step(&s, &KvOp::Get("a"));
+        assert_eq!(r, KvRet::Value(None));
+        let (s, r) = m.step(&s, &KvOp::Put("a", 1));
+        assert_eq!(r, KvRet::Done);
+        let cas = |expected, new| KvOp::Cas {
+            key: "a",
+            expected,
+            new,
+        };
+        let (s, r) = m.step(&s, &cas(Some(2), 3));
+        assert_eq!((r, s.get("a")), (KvRet::Swapped(false), Some(&1)));
+        let (s, r) = m.step(&s, &cas(Some(1), 3));
+        assert_eq!((r, s.get("a")), (KvRet::Swapped(true), Some(&3)));
+        let (s, _) = m.step(&s, &KvOp::Delete("a"));
+        let (s, r) = m.step(&s, &cas(None, 4));
+        assert_eq!((r, s.get("a")), (KvRet::Swapped(true), Some(&4)));
+        assert_eq!(m.partition(&KvOp::Get("a")), m.partition(&KvOp::Delete("a")));
+        assert_ne!(m.partition(&KvOp::Get("a")), m.partition(&KvOp::Get("b")));
+    }
+
+    #[test]
+    fn register_steps() {
+        let m = RegisterModel::new(0u8);
+        let (s, r) = m.step(&m.init(), &RegisterOp::Write(5));
+        assert_eq!((s, r), (5, RegisterRet::Done));
+        let cas = RegisterOp::Cas {
+            expected: 4,
+            new: 6,
+        };
+        assert_eq!(m.step(&5, &cas), (5, RegisterRet::Swapped(false)));
+        assert_eq!(m.step(&4, &cas), (6, RegisterRet::Swapped(true)));
+        assert_eq!(m.step(&7, &RegisterOp::Read), (7, RegisterRet::Value(7)));
+    }
+}

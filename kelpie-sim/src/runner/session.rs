@@ -1,0 +1,346 @@
+//! What one harness run learns across trials: fault coverage and `sometimes!` coverage per
+//! test, and the regression file of failing seeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::fault::FaultStats;
+use crate::runner::registry::DstTest;
+use crate::sim::SometimesStat;
+
+/// Coverage of one test over the seeds that ran in this process.
+#[derive(Debug, Default)]
+struct TestCoverage {
+    /// Seed trials built for the test (its whole selected range).
+    expected: usize,
+    /// Seed runs recorded.
+    runs: usize,
+    /// Per declared fault (by name, in declaration order): considered, fired.
+    faults: BTreeMap<String, (usize, u64, u64)>,
+    sometimes: BTreeMap<&'static str, SometimesStat>,
+    allow_unfired: bool,
+}
+
+/// Shared by every trial of one harness run.
+#[derive(Debug)]
+pub(crate) struct Session {
+    coverage: Mutex<BTreeMap<String, TestCoverage>>,
+    regressions: Option<Regressions>,
+}
+
+impl Session {
+    /// A session expecting `trials` seed runs per test path; `regressions` records failures.
+    pub(crate) fn new(
+        expected: impl IntoIterator<Item = (&'static DstTest, usize)>,
+        regressions: Option<Regressions>,
+    ) -> Self {
+        let mut coverage = BTreeMap::new();
+        for (test, n) in expected {
+            let declared = (test.faults)();
+            let entry: &mut TestCoverage = coverage.entry(test.path()).or_default();
+            entry.expected += n;
+            entry.allow_unfired = test.options.allow_unfired;
+            for (i, spec) in declared.iter().enumerate() {
+                entry
+                    .faults
+                    .entry(spec.name().to_string())
+                    .or_insert((i, 0, 0));
+            }
+        }
+        Session {
+            coverage: Mutex::new(coverage),
+            regressions,
+        }
+    }
+
+    /// Records one finished seed of `test`.
+    pub(crate) fn record(
+        &self,
+        test: &DstTest,
+        faults: &FaultStats,
+        sometimes: &BTreeMap<&'static str, SometimesStat>,
+    ) {
+        let mut coverage = self.coverage.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = coverage.entry(test.path()).or_default();
+        entry.runs += 1;
+        for stat in &faults.faults {
+            let slot = entry
+                .faults
+                .entry(stat.name.clone())
+                .or_insert((usize::MAX, 0, 0));
+            slot.1 += stat.considered;
+            slot.2 += stat.fired;
+        }
+        for (name, s) in sometimes {
+            let slot = entry.sometimes.entry(name).or_default();
+            slot.evaluated += s.evaluated;
+            slot.hit += s.hit;
+        }
+    }
+
+    /// Records a failing seed in the regression file (if enabled).
+    pub(crate) fn record_failure(&self, test: &DstTest, seed: u64) {
+        if let Some(r) = &self.regressions {
+            r.append(&test.path(), seed);
+        }
+    }
+
+    /// The coverage table and the coverage failures of tests whose every selected seed ran in
+    /// this process (a filtered or partitioned run cannot judge coverage).
+    pub(crate) fn finish(&self) -> (String, Vec<String>) {
+        let coverage = self.coverage.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = String::new();
+        let mut errors = Vec::new();
+        for (path, c) in coverage.iter() {
+            if c.runs == 0 || c.runs < c.expected {
+                continue;
+            }
+            if !c.faults.is_empty() || !c.sometimes.is_empty() {
+                let _ = writeln!(table, "  {path} ({} seeds)", c.runs);
+            }
+            let mut faults: Vec<_> = c.faults.iter().collect();
+            faults.sort_by_key(|(_, (i, _, _))| *i);
+            for (name, (_, considered, fired)) in faults {
+                let _ = writeln!(
+                    table,
+                    "    {name:<28} fired {fired:>7} / considered {considered:>8}"
+                );
+                if *fired == 0 && !c.allow_unfired {
+                    errors.push(format!(
+                        "`{path}` declares fault `{name}` but it never fired in {} seeds \
+                         (considered {considered} times): the test claims a fault it does not \
+                         exercise; raise its probability, make the workload reach it, or mark \
+                         the test `allow_unfired`",
+                        c.runs
+                    ));
+                }
+            }
+            for (name, s) in &c.sometimes {
+                let _ = writeln!(
+                    table,
+                    "    sometimes!({name:?}): true {} / evaluated {}",
+                    s.hit, s.evaluated
+                );
+                if s.hit == 0 {
+                    errors.push(format!(
+                        "`{path}`: `sometimes!` {name:?} was evaluated {} times in {} seeds but \
+                         never true",
+                        s.evaluated, c.runs
+                    ));
+                }
+            }
+        }
+        (table, errors)
+    }
+}
+
+/// The regression file of one harness target: `dst-regressions/<target>.txt` under the
+/// package root. Failing seeds are appended; they run first on every later run. I/O errors
+/// are warnings, never failures.
+#[derive(Debug)]
+pub(crate) struct Regressions {
+    path: PathBuf,
+    known: Mutex<BTreeSet<(String, u64)>>,
+}
+
+const HEADER: &str =
+    "# Seeds that failed in earlier runs of this DST harness, one `<test> <seed>` per \
+line.\n# They run first on every run (as `<test>::regression_seed_N`). Commit this file.\n";
+
+impl Regressions {
+    /// Loads the file for `target` under `root` (a missing file is an empty list).
+    pub(crate) fn load(root: &Path, target: &str) -> (Regressions, Vec<(String, u64)>) {
+        let path = root.join("dst-regressions").join(format!("{target}.txt"));
+        let entries = match std::fs::read_to_string(&path) {
+            Ok(text) => parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                eprintln!("warning: cannot read {}: {e}", path.display());
+                Vec::new()
+            }
+        };
+        let known = entries.iter().cloned().collect();
+        (
+            Regressions {
+                path,
+                known: Mutex::new(known),
+            },
+            entries,
+        )
+    }
+
+    /// Appends `test seed` unless already listed.
+    pub(crate) fn append(&self, test: &str, seed: u64) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if !known.insert((test.to_string(), seed)) {
+            return;
+        }
+        let result = (|| -> std::io::Result<()> {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let fresh = !self.path.exists();
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            if fresh {
+                f.write_all(HEADER.as_bytes())?;
+            }
+            writeln!(f, "{test} {seed}")
+        })();
+        if let Err(e) = result {
+            eprintln!(
+                "warning: cannot record seed {seed} of {test} in {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+fn parse(text: &str, path: &Path) -> Vec<(String, u64)> {
+    let mut entries = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line
+            .split_once(' ')
+            .map(|(t, s)| (t, s.trim().parse::<u64>()))
+        {
+            Some((test, Ok(seed))) => entries.push((test.to_string(), seed)),
+            _ => eprintln!(
+                "warning: {}:{}: expected `<test> <seed>`, skipped",
+                path.display(),
+                n + 1
+            ),
+        }
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::{FaultKind, FaultSpec, FaultStat};
+    use crate::runner::registry::{SeedSet, TestFuture, TestOptions};
+    use crate::sim::SimEnv;
+
+    fn declared() -> Vec<FaultSpec> {
+        vec![
+            FaultSpec::new(FaultKind::StorageWriteFail, 0.1),
+            FaultSpec::new(FaultKind::DiskFull, 0.1),
+        ]
+    }
+
+    fn body(_: SimEnv) -> TestFuture {
+        Box::pin(async { Ok(()) })
+    }
+
+    const fn test(name: &'static str, allow_unfired: bool) -> DstTest {
+        DstTest {
+            name,
+            module_path: "dst_harness::cov_dst",
+            file: "tests/cov_dst.rs",
+            line: 1,
+            seeds: SeedSet::Range { start: 0, end: 2 },
+            faults: declared,
+            options: TestOptions {
+                allow_unfired,
+                ..TestOptions::DEFAULT
+            },
+            run: body,
+        }
+    }
+
+    static STRICT: DstTest = test("strict", false);
+    static LENIENT: DstTest = test("lenient", true);
+
+    fn stats(write_fired: u64) -> FaultStats {
+        let stat = |kind: FaultKind, fired| FaultStat {
+            fault: format!("{}(0.1)", kind.name()),
+            name: kind.name().to_string(),
+            kind,
+            considered: 10,
+            fired,
+        };
+        FaultStats {
+            faults: vec![
+                stat(FaultKind::StorageWriteFail, write_fired),
+                stat(FaultKind::DiskFull, 0),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_declared_fault_that_never_fired_fails_the_test_unless_allowed() {
+        let session = Session::new([(&STRICT, 2), (&LENIENT, 2)], None);
+        let mut sometimes = BTreeMap::new();
+        sometimes.insert(
+            "leader elected",
+            SometimesStat {
+                evaluated: 3,
+                hit: 0,
+            },
+        );
+        for test in [&STRICT, &LENIENT] {
+            session.record(test, &stats(1), &BTreeMap::new());
+            session.record(test, &stats(0), &sometimes);
+        }
+        let (table, errors) = session.finish();
+        assert!(table.contains("cov_dst::strict (2 seeds)"), "{table}");
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].starts_with("`cov_dst::lenient`: `sometimes!` \"leader elected\" was evaluated 3 times in 2 seeds but never true"));
+        assert!(errors[1].starts_with("`cov_dst::strict` declares fault `DiskFull` but it never fired in 2 seeds (considered 20 times)"));
+        assert!(errors[2].contains("sometimes!"));
+    }
+
+    #[test]
+    fn coverage_is_not_judged_when_only_some_seeds_ran() {
+        let session = Session::new([(&STRICT, 5)], None);
+        session.record(&STRICT, &stats(0), &BTreeMap::new());
+        assert_eq!(session.finish().1, Vec::<String>::new());
+    }
+
+    #[test]
+    fn regressions_round_trip_and_skip_duplicates() {
+        let dir = std::env::temp_dir().join(format!("kelpie-regr-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (r, entries) = Regressions::load(&dir, "dst_harness");
+        assert!(entries.is_empty());
+        r.append("a::b", 3);
+        r.append("a::b", 3);
+        r.append("c::d", 7);
+        let text = std::fs::read_to_string(dir.join("dst-regressions/dst_harness.txt")).unwrap();
+        assert!(text.starts_with("# Seeds that failed"));
+        assert!(text.contains("Commit this file"));
+        let (_, entries) = Regressions::load(&dir, "dst_harness");
+        assert_eq!(
+            entries,
+            vec![("a::b".to_string(), 3), ("c::d".to_string(), 7)]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_lines_are_skipped() {
+        let entries = parse("# x\na::b 1\nnonsense\nc::d x\n\ne::f 2\n", Path::new("f"));
+        assert_eq!(
+            entries,
+            vec![("a::b".to_string(), 1), ("e::f".to_string(), 2)]
+        );
+    }
+
+    #[test]
+    fn unwritable_file_is_a_warning_not_a_failure() {
+        let r = Regressions {
+            path: PathBuf::from("/proc/forbidden/x.txt"),
+            known: Mutex::default(),
+        };
+        r.append("a::b", 1); // must not panic
+    }
+}
