@@ -118,8 +118,9 @@ pub(crate) struct World {
     pub(crate) plan: Vec<FaultSpec>,
     pub(crate) handle: madsim::runtime::Handle,
     pub(crate) start: madsim::time::Instant,
-    /// A node of our own that is never killed: message delivery, delayed fault actions.
-    sys: madsim::runtime::NodeHandle,
+    /// A node of our own that is never killed, for message delivery and delayed fault actions;
+    /// created on first use, so runs that need neither pay nothing for it.
+    sys: OnceLock<madsim::runtime::NodeHandle>,
     abort: AtomicBool,
     user_rng: RngHandle,
     state: Mutex<State>,
@@ -143,9 +144,8 @@ impl World {
             sometimes: BTreeMap::new(),
         };
         let handle = madsim::runtime::Handle::current();
-        let sys = handle.create_node().name("kelpie-sys").build();
         Arc::new(World {
-            sys,
+            sys: OnceLock::new(),
             seed,
             plan,
             handle,
@@ -159,7 +159,7 @@ impl World {
 
     /// The system node, for tasks that must survive node kills.
     pub(crate) fn sys(&self) -> &madsim::runtime::NodeHandle {
-        &self.sys
+        self.sys.get_or_init(|| self.handle.create_node().name("kelpie-sys").build())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
