@@ -68,6 +68,14 @@ pub enum ConfigError {
         /// The setting's name.
         setting: &'static str,
     },
+    /// A log filter that does not parse.
+    #[error("log filter `{filter}`: {reason}")]
+    LogFilter {
+        /// The filter given.
+        filter: String,
+        /// The parser's message.
+        reason: String,
+    },
     /// An empty latency range.
     #[error("`net_latency` range {start:?}..{end:?} is empty")]
     EmptyLatency {
@@ -143,6 +151,8 @@ pub struct FailedRun {
     pub faults: FaultStats,
     /// The `sometimes!` sites evaluated so far.
     pub sometimes: BTreeMap<&'static str, SometimesStat>,
+    /// The last captured `tracing` lines.
+    pub log: Vec<String>,
 }
 
 /// Errors of [`Simulation::run`](crate::Simulation::run).

@@ -30,7 +30,10 @@ compile_error!(
 mod error;
 #[cfg(madsim)]
 mod fault;
+pub mod history;
 pub mod lint;
+#[cfg(madsim)]
+mod log;
 #[cfg(madsim)]
 mod net;
 #[cfg(madsim)]
@@ -54,6 +57,7 @@ pub use crate::{
         FaultStats, OpKind, OptionInfo, ParamInfo, ParamKind, FAULT_OPTIONS, FAULT_TABLE,
         MAX_FAULTS, OP_TABLE,
     },
+    log::LogConfig,
     net::{Endpoint, SimNetwork},
     node::{LivenessError, NodeBuilder, NodeId, NodeStatus},
     rng::{RngHandle, SimRng},

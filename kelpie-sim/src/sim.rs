@@ -14,6 +14,7 @@ use crate::error::{ConfigError, FailedRun, Failure, SimError};
 use crate::fault::{
     FaultInjector, FaultKind, FaultSchedule, FaultSpec, FaultStats, Fired, OpKind, MAX_FAULTS,
 };
+use crate::log::LogConfig;
 use crate::net::NetState;
 use crate::node::{NodeId, NodeState};
 use crate::rng::{RngHandle, SimRng};
@@ -31,6 +32,7 @@ use crate::trace::{first_divergence, EventKind, Trace, TraceEvent, TraceMode, Tr
 /// | `net_latency` | 1 ms..10 ms |
 /// | `trace` | [`TraceMode::Tail`] |
 /// | `trace_tail` | 32 events |
+/// | `log` | off; with a filter, the last 200 lines ([`LogConfig`]) |
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SimConfig {
     /// The run's root seed: madsim's scheduler and every random stream derive from it.
@@ -47,6 +49,8 @@ pub struct SimConfig {
     pub trace: TraceMode,
     /// How many of the last events a failure report shows.
     pub trace_tail: usize,
+    /// What the run captures from `tracing` for its report.
+    pub log: LogConfig,
 }
 
 impl Default for SimConfig {
@@ -59,6 +63,7 @@ impl Default for SimConfig {
             net_latency: Duration::from_millis(1)..Duration::from_millis(10),
             trace: TraceMode::Tail,
             trace_tail: 32,
+            log: LogConfig::default(),
         }
     }
 }
@@ -82,6 +87,12 @@ impl SimConfig {
             if d.is_zero() {
                 return Err(ConfigError::ZeroDuration { setting });
             }
+        }
+        if let Err(reason) = self.log.validate() {
+            return Err(ConfigError::LogFilter {
+                filter: self.log.filter.clone(),
+                reason,
+            });
         }
         if self.net_latency.start >= self.net_latency.end {
             return Err(ConfigError::EmptyLatency {
@@ -159,7 +170,8 @@ impl World {
 
     /// The system node, for tasks that must survive node kills.
     pub(crate) fn sys(&self) -> &madsim::runtime::NodeHandle {
-        self.sys.get_or_init(|| self.handle.create_node().name("kelpie-sys").build())
+        self.sys
+            .get_or_init(|| self.handle.create_node().name("kelpie-sys").build())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -209,6 +221,7 @@ impl World {
             plan: self.plan.iter().map(ToString::to_string).collect(),
             faults: st.map(|s| s.faults.stats()).unwrap_or_default(),
             sometimes: st.map(|s| s.sometimes.clone()).unwrap_or_default(),
+            log: Vec::new(),
         }
     }
 }
@@ -384,6 +397,8 @@ pub struct RunReport<T> {
     pub wall_time: Duration,
     /// Every `sometimes!` site the run evaluated, by name.
     pub sometimes: BTreeMap<&'static str, SometimesStat>,
+    /// The last captured `tracing` lines ([`SimConfig::log`]).
+    pub log: Vec<String>,
 }
 
 /// How often a [`sometimes`] site was evaluated in a run, and how often its condition held.
@@ -398,6 +413,11 @@ pub struct SometimesStat {
 thread_local! {
     /// The world of the simulation running on this thread (seed threads only).
     static CURRENT: RefCell<Option<Arc<World>>> = const { RefCell::new(None) };
+}
+
+/// Virtual time since the start of the run on this thread, if a run is going on.
+pub(crate) fn current_elapsed() -> Option<Duration> {
+    CURRENT.with(|c| c.borrow().as_ref().map(|w| w.elapsed()))
 }
 
 /// Records whether `condition` holds at the site `name` (use [`kelpie::sometimes!`]). The
@@ -448,7 +468,7 @@ pub struct Simulation {
 
 enum Msg<T> {
     Started(Arc<World>),
-    Done(Result<T, Failure>),
+    Done(Result<T, Failure>, Vec<String>),
 }
 
 thread_local! {
@@ -593,11 +613,14 @@ impl Simulation {
         let schedule = self.schedule.clone();
         let seed = config.seed;
         let max_time = config.max_time;
+        let log_config = config.log.clone();
         let wall_timeout = config.wall_timeout;
         let (tx, rx) = mpsc::channel::<Msg<T>>();
         let thread = std::thread::Builder::new()
             .name(format!("{SEED_THREAD_PREFIX}{seed}"))
             .spawn(move || {
+                // Installed before the runtime, so that madsim's node and task spans are ours.
+                let log = crate::log::install(&log_config);
                 let mut rt =
                     madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
                 // madsim's own limit, not a `timeout` future: a pending timeout timer would keep
@@ -638,7 +661,11 @@ impl Simulation {
                     }
                 };
                 CURRENT.with(|c| c.borrow_mut().take());
-                let _ = tx.send(Msg::Done(result));
+                let lines = log
+                    .as_ref()
+                    .map(|(capture, _)| capture.take())
+                    .unwrap_or_default();
+                let _ = tx.send(Msg::Done(result, lines));
                 // Dropping the runtime drops the remaining tasks; a panic there is not ours.
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt)));
             })
@@ -649,16 +676,19 @@ impl Simulation {
             let left = wall_timeout.saturating_sub(wall_start.elapsed());
             match rx.recv_timeout(left) {
                 Ok(Msg::Started(w)) => world = Some(w),
-                Ok(Msg::Done(result)) => break Some(result),
+                Ok(Msg::Done(result, lines)) => break Some((result, lines)),
                 Err(mpsc::RecvTimeoutError::Timeout) => break None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    break Some(Err(Failure::Panic {
-                        message: "the seed thread died before reporting".to_string(),
-                    }))
+                    break Some((
+                        Err(Failure::Panic {
+                            message: "the seed thread died before reporting".to_string(),
+                        }),
+                        Vec::new(),
+                    ))
                 }
             }
         };
-        let Some(result) = result else {
+        let Some((result, log)) = result else {
             // The seed thread is stuck: flag it (our APIs panic once it calls them, which
             // unwinds it) and give it a moment to unwind; a thread that never calls us again
             // cannot be killed and is left behind. Report what the world recorded so far.
@@ -668,7 +698,7 @@ impl Simulation {
             let run = match &world {
                 Some(w) => {
                     w.abort.store(true, Ordering::Relaxed);
-                    let unwound = matches!(rx.recv_timeout(WATCHDOG_GRACE), Ok(Msg::Done(_)));
+                    let unwound = matches!(rx.recv_timeout(WATCHDOG_GRACE), Ok(Msg::Done(..)));
                     let st = if unwound {
                         Some(w.state.lock().unwrap_or_else(|e| e.into_inner()))
                     } else {
@@ -684,6 +714,7 @@ impl Simulation {
                     plan: self.faults.iter().map(ToString::to_string).collect(),
                     faults: FaultStats::default(),
                     sometimes: BTreeMap::new(),
+                    log: Vec::new(),
                 },
             };
             return Err(SimError::Failed(Box::new(run)));
@@ -700,10 +731,12 @@ impl Simulation {
                 virtual_time: last_event_time(&st),
                 wall_time: wall_start.elapsed(),
                 sometimes: st.sometimes.clone(),
+                log,
             }),
             Err(failure) => {
                 let mut run = world.snapshot(failure, Some(&st));
                 run.virtual_time = last_event_time(&st);
+                run.log = log;
                 Err(SimError::Failed(Box::new(run)))
             }
         }
@@ -752,6 +785,7 @@ impl Simulation {
                 plan: self.faults.iter().map(ToString::to_string).collect(),
                 faults: rep.faults,
                 sometimes: rep.sometimes,
+                log: rep.log,
                 trace: TraceSummary {
                     full: None,
                     ..rep.trace

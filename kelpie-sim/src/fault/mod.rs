@@ -381,6 +381,8 @@ struct Active {
 /// assert!(s.allows(2, 3) && !s.allows(0, 2));
 /// assert_eq!(s.to_string(), "0:1,2:3");
 /// assert!("0-1".parse::<FaultSchedule>().is_err());
+/// assert_eq!("none".parse::<FaultSchedule>().unwrap(), FaultSchedule::default());
+/// assert_eq!(FaultSchedule::default().to_string(), "none");
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultSchedule {
@@ -416,8 +418,12 @@ impl FaultSchedule {
     }
 }
 
+/// `none` for the empty schedule (no fault fires), else `index:ordinal` pairs.
 impl fmt::Display for FaultSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.allowed.is_empty() {
+            return write!(f, "none");
+        }
         for (n, (i, k)) in self.allowed.iter().enumerate() {
             if n > 0 {
                 write!(f, ",")?;
@@ -431,9 +437,12 @@ impl fmt::Display for FaultSchedule {
 impl std::str::FromStr for FaultSchedule {
     type Err = String;
 
-    /// Parses `index:ordinal` pairs separated by commas (`0:1,2:3`); empty means no firing.
+    /// Parses `index:ordinal` pairs separated by commas (`0:1,2:3`), or `none`.
     fn from_str(s: &str) -> Result<Self, String> {
         let mut allowed = BTreeSet::new();
+        if s.trim().eq_ignore_ascii_case("none") {
+            return Ok(FaultSchedule { allowed });
+        }
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let parsed = part
                 .split_once(':')

@@ -5,6 +5,7 @@ use std::fmt;
 use std::ops::RangeInclusive;
 
 use crate::fault::FaultSchedule;
+use crate::log::LogConfig;
 
 /// The most seeds `KELPIE_SEEDS` may select (one trial each, per test).
 pub const MAX_SEEDS: u64 = 1_000_000;
@@ -20,6 +21,10 @@ pub enum EnvForm {
     Flag,
     /// A fault schedule: `fault:ordinal` pairs separated by commas (`0:1,2:3`).
     Schedule,
+    /// A `tracing` target filter: `info`, `debug`, `warn,my_crate=trace`, `off`.
+    LogFilter,
+    /// A count: `500`.
+    Count,
 }
 
 /// One environment variable the harness reads.
@@ -43,6 +48,8 @@ const SWARM: &str = "KELPIE_SWARM";
 const SHRINK: &str = "KELPIE_SHRINK";
 const FAULT_SCHEDULE: &str = "KELPIE_FAULT_SCHEDULE";
 const REGRESSIONS: &str = "KELPIE_REGRESSIONS";
+const LOG: &str = "KELPIE_LOG";
+const LOG_LINES: &str = "KELPIE_LOG_LINES";
 
 /// Every variable the harness reads. An empty value counts as unset; any other `KELPIE_*`
 /// variable gets a warning naming the closest known one.
@@ -86,7 +93,8 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: FAULT_SCHEDULE,
         form: EnvForm::Schedule,
-        expected: "fault:ordinal pairs separated by commas, such as KELPIE_FAULT_SCHEDULE=0:1,2:3",
+        expected: "fault:ordinal pairs separated by commas, or none, such as \
+                   KELPIE_FAULT_SCHEDULE=0:1,2:3",
         doc: "replay only these fault firings (the N-th firing of the K-th declared fault is \
               `K:N`); printed by shrinking",
     },
@@ -95,6 +103,20 @@ pub const ENV_VARS: &[EnvVar] = &[
         form: EnvForm::Flag,
         expected: "1, 0, true or false, such as KELPIE_REGRESSIONS=0",
         doc: "0: neither replay nor record `dst-regressions/<target>.txt` (default 1)",
+    },
+    EnvVar {
+        name: LOG,
+        form: EnvForm::LogFilter,
+        expected: "a tracing filter such as KELPIE_LOG=debug, KELPIE_LOG=warn,my_crate=trace or \
+                   KELPIE_LOG=off",
+        doc: "which `tracing` events each seed captures for its failure report (default info; \
+              `--nocapture` also prints them live)",
+    },
+    EnvVar {
+        name: LOG_LINES,
+        form: EnvForm::Count,
+        expected: "a number of lines, such as KELPIE_LOG_LINES=500",
+        doc: "how many of the last captured log lines a failure report shows (default 200)",
     },
     EnvVar {
         name: HELP,
@@ -123,6 +145,12 @@ pub(crate) struct EnvConfig {
     pub(crate) schedule: Option<FaultSchedule>,
     /// `KELPIE_REGRESSIONS`, on unless set to 0.
     pub(crate) no_regressions: bool,
+    /// `KELPIE_LOG`.
+    pub(crate) log_filter: Option<String>,
+    /// `KELPIE_LOG_LINES`.
+    pub(crate) log_lines: Option<usize>,
+    /// libtest's `--nocapture` (set by `main`, not from the environment).
+    pub(crate) nocapture: bool,
 }
 
 /// What [`parse_env`] found: the settings and one warning line per unknown variable.
@@ -155,6 +183,8 @@ enum Value {
     Range(RangeInclusive<u64>),
     Flag(bool),
     Schedule(FaultSchedule),
+    Text(String),
+    Count(usize),
 }
 
 fn parse_value(form: EnvForm, value: &str) -> Option<Value> {
@@ -179,6 +209,19 @@ fn parse_value(form: EnvForm, value: &str) -> Option<Value> {
             _ => None,
         },
         EnvForm::Schedule => value.parse().ok().map(Value::Schedule),
+        EnvForm::LogFilter => {
+            let config = LogConfig {
+                filter: value.to_string(),
+                ..LogConfig::default()
+            };
+            config
+                .validate()
+                .ok()
+                .map(|()| Value::Text(value.to_string()))
+        }
+        EnvForm::Count => parse_seed(value)
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Value::Count),
     }
 }
 
@@ -229,6 +272,8 @@ where
             (SHRINK, Some(Value::Flag(b))) => config.no_shrink = !b,
             (FAULT_SCHEDULE, Some(Value::Schedule(s))) => config.schedule = Some(s),
             (REGRESSIONS, Some(Value::Flag(b))) => config.no_regressions = !b,
+            (LOG, Some(Value::Text(f))) => config.log_filter = Some(f),
+            (LOG_LINES, Some(Value::Count(n))) => config.log_lines = Some(n),
             _ => errors.push(EnvError { var, value }),
         }
     }
@@ -410,7 +455,7 @@ mod tests {
             [
                 "warning: unknown variable KELPIE_VERBOSE (known: KELPIE_SEED, KELPIE_SEEDS, \
               KELPIE_CHECK_DETERMINISM, KELPIE_SWARM, KELPIE_SHRINK, KELPIE_FAULT_SCHEDULE, \
-              KELPIE_REGRESSIONS, KELPIE_HELP)"
+              KELPIE_REGRESSIONS, KELPIE_LOG, KELPIE_LOG_LINES, KELPIE_HELP)"
             ]
         );
     }

@@ -69,6 +69,8 @@ pub fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let args = Arguments::from_args();
+    let mut parsed = parsed;
+    parsed.config.nocapture = args.nocapture;
     let invocation = Arc::new(report::Invocation::current());
     let tests = registered();
     let config = &parsed.config;

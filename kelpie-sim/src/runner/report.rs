@@ -129,6 +129,7 @@ pub(crate) struct RunFacts {
     pub(crate) virtual_time: Duration,
     pub(crate) trace: TraceSummary,
     pub(crate) sometimes: BTreeMap<&'static str, SometimesStat>,
+    pub(crate) log: Vec<String>,
 }
 
 /// The message of a failed seed trial:
@@ -166,6 +167,12 @@ pub(crate) fn failure_message(
             "trace: hash {:#018x}, {} events",
             run.trace.hash, run.trace.len
         );
+        if !run.log.is_empty() {
+            let _ = writeln!(m, "captured log ({} lines):", run.log.len());
+            for line in &run.log {
+                let _ = writeln!(m, "    {line}");
+            }
+        }
         if run.trace.tail.is_empty() {
             let _ = writeln!(m, "last trace events: (none)");
         } else {
@@ -264,6 +271,7 @@ mod tests {
                 }],
             },
             sometimes: BTreeMap::new(),
+            log: vec!["[    0.003000s]  INFO node{id=0}: kelpie: wrote k".into()],
             virtual_time: Duration::from_millis(12),
             trace: TraceSummary {
                 hash: 0xabc,
@@ -287,6 +295,8 @@ mod tests {
              faults fired: StorageWriteFail(0.5) fired 1/2\n\
              virtual time: 12ms\n\
              trace: hash 0x0000000000000abc, 9 events\n\
+             captured log (1 lines):\n    \
+             [    0.003000s]  INFO node{id=0}: kelpie: wrote k\n\
              last 2 trace events:\n    \
              [    0.001000s] main user: a\n    \
              [    0.012000s] main user: b\n\

@@ -8,6 +8,7 @@ use libtest_mimic::{Failed, Trial};
 
 use crate::error::{Failure, SimError};
 use crate::fault::{swarm_plan, FaultSchedule};
+use crate::log::LogConfig;
 use crate::runner::env::EnvConfig;
 use crate::runner::registry::DstTest;
 use crate::runner::report::{failure_message, Invocation, RunFacts};
@@ -41,6 +42,8 @@ pub(crate) struct SeedTrial {
     pub(crate) shrink: bool,
     /// A seed from the regression file, not from the test's range.
     pub(crate) regression: bool,
+    /// What each seed captures from `tracing` (`KELPIE_LOG`, `KELPIE_LOG_LINES`, `--nocapture`).
+    pub(crate) log: LogConfig,
 }
 
 /// The trial name of `seed` of `test`: `lease_dst::lease_is_unique::seed_3`.
@@ -72,6 +75,7 @@ pub(crate) fn seed_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<Se
                 schedule: env.schedule.clone(),
                 shrink: !env.no_shrink,
                 regression: false,
+                log: log_config(env),
             });
         }
     }
@@ -106,9 +110,20 @@ pub(crate) fn regression_trials(
             schedule: None,
             shrink: !env.no_shrink,
             regression: true,
+            log: log_config(env),
         });
     }
     trials
+}
+
+/// The log capture the environment asks for.
+fn log_config(env: &EnvConfig) -> LogConfig {
+    let default = LogConfig::info();
+    LogConfig {
+        filter: env.log_filter.clone().unwrap_or(default.filter),
+        lines: env.log_lines.unwrap_or(default.lines),
+        live: env.nocapture,
+    }
 }
 
 /// The seeds of `test` this run selects: `KELPIE_SEED`, else `KELPIE_SEEDS`, else the test's.
@@ -130,6 +145,7 @@ pub(crate) struct CanaryTrial {
     swarm: bool,
     schedule: Option<FaultSchedule>,
     shrink: bool,
+    log: LogConfig,
 }
 
 /// One trial per `canary` test.
@@ -144,6 +160,7 @@ pub(crate) fn canary_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<
             swarm: test.options.swarm || env.swarm,
             schedule: env.schedule.clone(),
             shrink: !env.no_shrink,
+            log: log_config(env),
         })
         .collect()
 }
@@ -170,6 +187,7 @@ impl CanaryTrial {
                 schedule: self.schedule.clone(),
                 shrink: self.shrink,
                 regression: false,
+                log: self.log.clone(),
             };
             let execution = trial.execute(invocation);
             match execution.verdict {
@@ -222,6 +240,7 @@ fn facts_of<T>(report: RunReport<T>) -> RunFacts {
         virtual_time: report.virtual_time,
         trace: report.trace,
         sometimes: report.sometimes,
+        log: report.log,
     }
 }
 
@@ -248,6 +267,11 @@ impl SeedTrial {
         }
         if let Some(ms) = options.fault_tick_ms {
             config.fault_tick = Duration::from_millis(ms);
+        }
+        // Seeds run without a log subscriber (it would double their cost); a failing seed is
+        // replayed with capture (see `execute`). `--nocapture` shows every seed's log live.
+        if self.log.live {
+            config.log = self.log.clone();
         }
         let declared = (self.test.faults)();
         let plan = if self.swarm {
@@ -291,6 +315,7 @@ impl SeedTrial {
                     virtual_time: run.virtual_time,
                     trace: run.trace,
                     sometimes: run.sometimes,
+                    log: run.log,
                 },
             },
             Err(e @ SimError::Config(_)) => RunOutcome::Config(e.to_string()),
@@ -339,6 +364,28 @@ impl SeedTrial {
             RunOutcome::Config(message) => (message, None, false),
         };
         let seed_failed = !should_fail && facts.is_some();
+        let mut facts = facts;
+        let mut replay_note = None;
+        let capture = seed_failed && !nondeterministic && !self.log.live && !self.log.is_off();
+        if let (true, Some(f)) = (capture, facts.as_mut()) {
+            // Replay the failing seed with log capture: deterministic, so the same failure,
+            // now with its log; a different trace means the test is not deterministic.
+            let mut replay = sim.clone();
+            replay.config_mut().log = self.log.clone();
+            if let RunOutcome::Failed { facts: again, .. } | RunOutcome::Passed(again) =
+                self.run_once(&replay)
+            {
+                if again.trace.hash == f.trace.hash {
+                    f.log = again.log;
+                } else {
+                    replay_note = Some(format!(
+                        "warning: replaying this seed to capture its log gave another trace \
+                         ({:#018x}, not {:#018x}): the test is not deterministic",
+                        again.trace.hash, f.trace.hash
+                    ));
+                }
+            }
+        }
         let mut env = vec![format!("KELPIE_SEED={}", self.seed)];
         if self.swarm && !self.test.options.swarm {
             env.push("KELPIE_SWARM=1".to_string());
@@ -351,6 +398,10 @@ impl SeedTrial {
         }
         let reproduce = invocation.command(&env, &self.name, self.test.options.ignore);
         let mut message = failure_message(&headline, self.seed, &plan, facts.as_ref(), &reproduce);
+        if let Some(note) = replay_note {
+            message.push('\n');
+            message.push_str(&note);
+        }
         let shrinkable = seed_failed && !nondeterministic && self.shrink && self.schedule.is_none();
         if let (true, Some(f)) = (shrinkable, &facts) {
             if let Some(shrunk) = shrink(self, &sim, &f.faults) {
