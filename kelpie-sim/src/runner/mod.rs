@@ -31,6 +31,7 @@ mod trial;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Trial};
@@ -99,10 +100,19 @@ pub fn main() -> ExitCode {
             .map(|t| t.into_trial(invocation.clone())),
     );
     trials.extend(lint_trials::lint_trials(&lint_trials::root(), &invocation));
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = session.spawn_progress(args.quiet || args.list, stop.clone());
     let conclusion = libtest_mimic::run(&args, trials);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
     let (table, errors) = session.finish();
-    if !table.is_empty() && !args.list {
-        println!("fault coverage (fired / considered over all seeds that ran):\n{table}");
+    if !args.list {
+        if !table.is_empty() {
+            println!("fault coverage (fired / considered over all seeds that ran):\n{table}");
+        }
+        println!("{}", session.summary());
     }
     for e in &errors {
         println!("error: {e}");

@@ -3,13 +3,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::fault::FaultStats;
 use crate::runner::registry::DstTest;
 use crate::sim::SometimesStat;
+
+/// A run quieter than this prints no progress line.
+const PROGRESS_AFTER: Duration = Duration::from_secs(5);
 
 /// Coverage of one test over the seeds that ran in this process.
 #[derive(Debug, Default)]
@@ -24,11 +30,23 @@ struct TestCoverage {
     allow_unfired: bool,
 }
 
+/// Counters for the progress line and the closing summary.
+#[derive(Debug, Default)]
+struct Progress {
+    done: u64,
+    failed: BTreeMap<String, Vec<u64>>,
+    virtual_time: Duration,
+    slowest: Option<(Duration, String, u64)>,
+}
+
 /// Shared by every trial of one harness run.
 #[derive(Debug)]
 pub(crate) struct Session {
     coverage: Mutex<BTreeMap<String, TestCoverage>>,
     regressions: Option<Regressions>,
+    progress: Mutex<Progress>,
+    total: u64,
+    started: Instant,
 }
 
 impl Session {
@@ -50,10 +68,101 @@ impl Session {
                     .or_insert((i, 0, 0));
             }
         }
+        let total = coverage.values().map(|c| c.expected as u64).sum();
         Session {
             coverage: Mutex::new(coverage),
             regressions,
+            progress: Mutex::default(),
+            total,
+            started: Instant::now(),
         }
+    }
+
+    /// Counts one finished seed run for the progress line and the summary.
+    pub(crate) fn finished(
+        &self,
+        test: &DstTest,
+        seed: u64,
+        failed: bool,
+        virtual_time: Duration,
+        wall: Duration,
+    ) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        p.done += 1;
+        p.virtual_time += virtual_time;
+        if failed {
+            p.failed.entry(test.path()).or_default().push(seed);
+        }
+        if p.slowest.as_ref().is_none_or(|(d, _, _)| wall > *d) {
+            p.slowest = Some((wall, test.path(), seed));
+        }
+    }
+
+    /// One progress line: seeds done of total, seeds/s, failures, slowest seed.
+    pub(crate) fn progress_line(&self) -> String {
+        let p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let failures: usize = p.failed.values().map(Vec::len).sum();
+        let slowest = p.slowest.as_ref().map_or(String::new(), |(d, t, s)| {
+            format!(", slowest {t}::seed_{s} {:.2}s", d.as_secs_f64())
+        });
+        format!(
+            "kelpie: {}/{} seeds, {:.0} seeds/s, {failures} failed{slowest}",
+            p.done,
+            self.total,
+            p.done as f64 / secs
+        )
+    }
+
+    /// Prints the progress line on stderr every second once the run has taken more than 5 s,
+    /// until `stop` is set. Quiet when stderr is not a terminal or `quiet` is set.
+    pub(crate) fn spawn_progress(
+        self: &Arc<Self>,
+        quiet: bool,
+        stop: Arc<AtomicBool>,
+    ) -> Option<std::thread::JoinHandle<()>> {
+        if quiet || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let session = self.clone();
+        // The runner's own thread, outside any simulation.
+        Some(std::thread::spawn(move || {
+            let mut printed = false;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                if session.started.elapsed() > PROGRESS_AFTER && !stop.load(Ordering::Relaxed) {
+                    eprint!("\r\x1b[2K{}", session.progress_line());
+                    printed = true;
+                    std::thread::sleep(Duration::from_millis(750));
+                }
+            }
+            if printed {
+                eprint!("\r\x1b[2K");
+            }
+        }))
+    }
+
+    /// The closing block: tests, seeds, failures by test, virtual and wall time.
+    pub(crate) fn summary(&self) -> String {
+        let p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let tests = self
+            .coverage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        let failures: usize = p.failed.values().map(Vec::len).sum();
+        let mut out = format!(
+            "kelpie: {tests} tests, {} seeds run, {failures} failed; {:.1}s of virtual time \
+             simulated in {:.1}s of wall time",
+            p.done,
+            p.virtual_time.as_secs_f64(),
+            self.started.elapsed().as_secs_f64()
+        );
+        for (test, seeds) in &p.failed {
+            let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+            let _ = write!(out, "\n  {test}: seeds {}", list.join(", "));
+        }
+        out
     }
 
     /// Records one finished seed of `test`.

@@ -336,7 +336,17 @@ impl SeedTrial {
         let sim = self.simulation();
         let plan: Vec<String> = sim.faults().iter().map(ToString::to_string).collect();
         let should_fail = self.test.options.should_fail;
-        let (headline, facts, nondeterministic) = match self.run_once(&sim) {
+        let first_started = std::time::Instant::now();
+        let outcome = self.run_once(&sim);
+        let first_run = first_started.elapsed();
+        let timed_out = matches!(
+            outcome,
+            RunOutcome::Failed {
+                failure: Failure::WallTimeout { .. },
+                ..
+            }
+        );
+        let (headline, facts, nondeterministic) = match outcome {
             RunOutcome::Passed(facts) if !should_fail => {
                 return Execution {
                     verdict: Ok(()),
@@ -402,9 +412,15 @@ impl SeedTrial {
             message.push('\n');
             message.push_str(&note);
         }
-        let shrinkable = seed_failed && !nondeterministic && self.shrink && self.schedule.is_none();
+        // A seed that hit the watchdog is not replayed: each replay could hang as long again
+        // (and leave another spinning thread behind).
+        let shrinkable = seed_failed
+            && !nondeterministic
+            && !timed_out
+            && self.shrink
+            && self.schedule.is_none();
         if let (true, Some(f)) = (shrinkable, &facts) {
-            if let Some(shrunk) = shrink(self, &sim, &f.faults) {
+            if let Some(shrunk) = shrink(self, &sim, &f.faults, first_run) {
                 let mut env = env.clone();
                 env.push(format!("KELPIE_FAULT_SCHEDULE={}", shrunk.schedule));
                 let cmd = invocation.command(&env, &self.name, self.test.options.ignore);
@@ -430,8 +446,21 @@ impl SeedTrial {
     ) -> Trial {
         let ignored = self.test.options.ignore;
         Trial::test(self.name.clone(), move || {
+            let started = std::time::Instant::now();
             let execution = self.execute(&invocation);
             if let Some(session) = &session {
+                let virtual_time = execution
+                    .facts
+                    .as_ref()
+                    .map_or(Duration::ZERO, |f| f.virtual_time);
+                let failed = execution.verdict.is_err();
+                session.finished(
+                    self.test,
+                    self.seed,
+                    failed,
+                    virtual_time,
+                    started.elapsed(),
+                );
                 if let Some(facts) = &execution.facts {
                     session.record(self.test, &facts.faults, &facts.sometimes);
                 }
@@ -480,7 +509,12 @@ const SHRINK_BUDGET: Duration = Duration::from_secs(20);
 /// Delta debugging (ddmin) over the firings of a failing seed: replays the seed allowing only
 /// subsets of them, keeping any subset that still fails, until no single chunk can be removed
 /// or the budget runs out. `None` if the seed fired no fault.
-fn shrink(trial: &SeedTrial, sim: &Simulation, stats: &crate::fault::FaultStats) -> Option<Shrunk> {
+fn shrink(
+    trial: &SeedTrial,
+    sim: &Simulation,
+    stats: &crate::fault::FaultStats,
+    first_run: Duration,
+) -> Option<Shrunk> {
     let all: Vec<(usize, u64)> = stats
         .faults
         .iter()
@@ -492,9 +526,13 @@ fn shrink(trial: &SeedTrial, sim: &Simulation, stats: &crate::fault::FaultStats)
     }
     let started = std::time::Instant::now();
     let runs = std::cell::Cell::new(0);
+    // A replay may take somewhat longer than the original run, not the full watchdog budget.
+    let mut bounded = sim.clone();
+    let watchdog = (first_run * 4).max(Duration::from_secs(1));
+    bounded.config_mut().wall_timeout = bounded.config().wall_timeout.min(watchdog);
     let fails = |subset: &[(usize, u64)]| -> bool {
         runs.set(runs.get() + 1);
-        let replay = sim
+        let replay = bounded
             .clone()
             .with_schedule(FaultSchedule::new(subset.iter().copied()));
         matches!(trial.run_once(&replay), RunOutcome::Failed { ref failure, .. }
