@@ -50,6 +50,7 @@ pub mod harness {
     pub use kelpie_sim::runner::*;
 }
 
+pub use kelpie_sim::history;
 /// The nondeterminism lint: one forbidden-API table shared with `#[kelpie::dst_test]`.
 pub use kelpie_sim::lint;
 
