@@ -173,5 +173,8 @@ pub(crate) fn install(
     let subscriber =
         tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(layer, targets));
     let guard = tracing::subscriber::set_default(subscriber);
+    // A callsite first hit on another seed's thread, where no subscriber listens, may have
+    // cached "never interested"; recompute so that this thread's subscriber sees it.
+    tracing::callsite::rebuild_interest_cache();
     Some((capture, guard))
 }

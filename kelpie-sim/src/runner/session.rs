@@ -159,6 +159,8 @@ impl Session {
             self.started.elapsed().as_secs_f64()
         );
         for (test, seeds) in &p.failed {
+            let mut seeds = seeds.clone();
+            seeds.sort_unstable();
             let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
             let _ = write!(out, "\n  {test}: seeds {}", list.join(", "));
         }

@@ -1,0 +1,384 @@
+//! The benchmark behind BENCHMARKS.md: the same workloads run three ways in one process —
+//! (1) a raw `madsim::runtime::Runtime` loop with a fresh thread per seed, (2) the kelpie
+//! simulation without faults, (3) kelpie with a typical fault mix and tracing — interleaved
+//! in rounds so that machine noise hits all of them alike. Also: the determinism check's cost,
+//! 1 vs 2 worker threads, memory per seed and time compression.
+//!
+//! ```text
+//! cargo run --release --example bench            # default sizes, a few minutes on 2 cores
+//! cargo run --release --example bench -- 200     # seeds per measurement
+//! ```
+
+#![allow(missing_docs)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kelpie::{FaultKind, FaultSpec, SimConfig, SimEnv, Simulation};
+
+// The actor lifecycle suite itself, registered with the harness; run here through its
+// registration so the benchmark measures exactly what `cargo test` runs.
+#[path = "../tests/kv_dst.rs"]
+#[allow(dead_code, clippy::all)]
+mod kv_dst;
+#[path = "../tests/lifecycle_dst.rs"]
+#[allow(dead_code, clippy::all)]
+mod lifecycle_dst;
+
+/// Counts live heap bytes and their peak, across all threads.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+type Body = fn(SimEnv) -> Pin<Box<dyn Future<Output = ()>>>;
+
+const TASKS: u64 = 10;
+const STEPS: u64 = 5;
+
+fn pause(t: u64, i: u64) -> Duration {
+    Duration::from_micros(1 + (t * 7 + i * 13) % 50)
+}
+
+// ---- workload 1: ten tasks that sleep and write ------------------------------------------
+
+fn toy_raw(seed: u64) {
+    std::thread::spawn(move || {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(async {
+            let store: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::default();
+            let handles: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let store = store.clone();
+                    madsim::task::spawn(async move {
+                        for i in 0..STEPS {
+                            madsim::time::sleep(pause(t, i)).await;
+                            if i == 2 {
+                                store.lock().unwrap().insert(t, i);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+fn toy(env: SimEnv) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(async move {
+        let handles: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let env2 = env.clone();
+                env.spawn(async move {
+                    for i in 0..STEPS {
+                        env2.sleep(pause(t, i)).await;
+                        if i == 2 {
+                            let _ = env2.storage().set(t.to_le_bytes(), i.to_le_bytes()).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    })
+}
+
+fn toy_faults() -> Vec<FaultSpec> {
+    vec![
+        FaultSpec::new(FaultKind::StorageWriteFail, 0.02),
+        FaultSpec::new(FaultKind::StorageLatency, 0.1),
+        FaultSpec::new(FaultKind::NodeCrash, 0.01),
+    ]
+}
+
+// ---- workload 2: three nodes passing messages around a ring --------------------------------
+
+const ROUNDS: u64 = 20;
+
+fn ring_raw(seed: u64) {
+    std::thread::spawn(move || {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(async {
+            let handle = madsim::runtime::Handle::current();
+            let (txs, rxs): (Vec<_>, Vec<_>) = (0..3)
+                .map(|_| tokio::sync::mpsc::unbounded_channel::<u64>())
+                .unzip();
+            let mut done = Vec::new();
+            for (i, mut rx) in rxs.into_iter().enumerate() {
+                let next = txs[(i + 1) % 3].clone();
+                let node = handle.create_node().name(format!("n{i}")).build();
+                done.push(node.spawn(async move {
+                    while let Some(m) = rx.recv().await {
+                        if m >= ROUNDS * 3 {
+                            break;
+                        }
+                        // The one-way latency kelpie's network adds.
+                        madsim::time::sleep(Duration::from_millis(1 + m % 9)).await;
+                        let _ = next.send(m + 1);
+                    }
+                }));
+            }
+            txs[0].send(0).unwrap();
+            let _ = done.remove(0).await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+fn ring(env: SimEnv) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(async move {
+        let nodes: Vec<SimEnv> = (0..3)
+            .map(|i| env.create_node(format!("n{i}")).build())
+            .collect();
+        let eps: Vec<_> = nodes
+            .iter()
+            .map(|n| Arc::new(n.network().endpoint::<u64>()))
+            .collect();
+        let mut done = Vec::new();
+        for i in 0..3 {
+            let ep = eps[i].clone();
+            let next = nodes[(i + 1) % 3].node();
+            done.push(nodes[i].spawn(async move {
+                while let Some((_, m)) = ep.recv().await {
+                    if m >= ROUNDS * 3 {
+                        break;
+                    }
+                    ep.send(next, m + 1);
+                }
+            }));
+        }
+        eps[2].send(nodes[0].node(), 0);
+        let first = done.remove(0);
+        // Under packet loss the ring may stop; bound the run.
+        let _ = env.timeout(Duration::from_secs(5), first).await;
+    })
+}
+
+fn ring_faults() -> Vec<FaultSpec> {
+    vec![
+        FaultSpec::new(FaultKind::PacketLoss, 0.01),
+        FaultSpec::new(FaultKind::NetworkDelay, 0.05),
+        FaultSpec::new(FaultKind::MessageDuplicate, 0.02),
+    ]
+}
+
+// ---- workload 3: the actor lifecycle DST suite ------------------------------------------
+
+fn lifecycle_test() -> &'static kelpie::harness::DstTest {
+    kelpie::harness::registered()
+        .into_iter()
+        .find(|t| t.name == "lifecycle_loses_and_duplicates_nothing")
+        .expect("the lifecycle suite is registered")
+}
+
+fn lifecycle(env: SimEnv) -> Pin<Box<dyn Future<Output = ()>>> {
+    let run = (lifecycle_test().run)(env);
+    Box::pin(async move {
+        let _ = run.await;
+    })
+}
+
+// ---- measuring ---------------------------------------------------------------------------
+
+fn kelpie_run(seed: u64, body: Body, faults: &[FaultSpec]) -> kelpie::RunReport<()> {
+    Simulation::new(SimConfig::with_seed(seed))
+        .with_faults(faults.iter().cloned())
+        .run(body)
+        .expect("benchmark workloads do not fail")
+}
+
+/// Runs each variant over `seeds` seeds, interleaved in rounds of 25; returns seeds/s and the
+/// mean peak heap per seed of each.
+fn measure(seeds: u64, variants: &[&dyn Fn(u64)]) -> Vec<(f64, usize)> {
+    let mut spent = vec![Duration::ZERO; variants.len()];
+    let mut peak = vec![0usize; variants.len()];
+    let mut start = 0;
+    while start < seeds {
+        let end = (start + 25).min(seeds);
+        for (v, f) in variants.iter().enumerate() {
+            for seed in start..end {
+                let base = LIVE.load(Ordering::Relaxed);
+                PEAK.store(base, Ordering::Relaxed);
+                let t = Instant::now();
+                f(seed);
+                spent[v] += t.elapsed();
+                peak[v] += PEAK.load(Ordering::Relaxed).saturating_sub(base);
+            }
+        }
+        start = end;
+    }
+    spent
+        .iter()
+        .zip(peak)
+        .map(|(d, p)| (seeds as f64 / d.as_secs_f64(), p / seeds as usize))
+        .collect()
+}
+
+fn row(name: &str, (rate, mem): (f64, usize), base: Option<f64>) {
+    let ratio = base.map_or(String::new(), |b| format!("{:>6.2}x", b / rate));
+    println!(
+        "  {name:<34} {rate:>9.0} seeds/s {ratio:>8}   {:>7.1} KiB/seed",
+        mem as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let seeds: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
+        None => 400,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("error: expected a positive number of seeds");
+            std::process::exit(2);
+        }
+    };
+    println!("kelpie bench: {seeds} seeds per measurement, fresh OS thread per seed");
+    println!("(ratio = time per seed relative to the raw madsim loop, lower is better)\n");
+    // Warm-up.
+    toy_raw(0);
+    kelpie_run(0, toy, &[]);
+
+    println!("1. ten tasks x five sleeps, one write each");
+    let r = measure(
+        seeds,
+        &[&toy_raw, &|s| drop(kelpie_run(s, toy, &[])), &|s| {
+            drop(kelpie_run(s, toy, &toy_faults()))
+        }],
+    );
+    row("raw madsim loop", r[0], None);
+    row("kelpie, no faults", r[1], Some(r[0].0));
+    row("kelpie, 3 faults + trace", r[2], Some(r[0].0));
+
+    println!("\n2. three nodes passing a message round a ring {ROUNDS} times");
+    let r = measure(
+        seeds,
+        &[&ring_raw, &|s| drop(kelpie_run(s, ring, &[])), &|s| {
+            drop(kelpie_run(s, ring, &ring_faults()))
+        }],
+    );
+    row("raw madsim loop", r[0], None);
+    row("kelpie, no faults", r[1], Some(r[0].0));
+    row("kelpie, 3 faults + trace", r[2], Some(r[0].0));
+
+    println!("\n3. the actor lifecycle DST suite (no raw equivalent: it needs kelpie's storage)");
+    let declared = (lifecycle_test().faults)();
+    let r = measure(
+        seeds / 4,
+        &[&|s| drop(kelpie_run(s, lifecycle, &[])), &|s| {
+            drop(kelpie_run(s, lifecycle, &declared))
+        }],
+    );
+    row("kelpie, no faults", r[0], None);
+    row(
+        &format!("kelpie, its {} declared faults", declared.len()),
+        r[1],
+        None,
+    );
+    println!(
+        "  (time per seed with faults / without: {:.2}x)",
+        r[0].0 / r[1].0
+    );
+
+    println!("\n4. determinism check (two runs, full traces, compared) vs one run, workload 1 with faults");
+    let check = |s: u64| {
+        Simulation::new(SimConfig::with_seed(s))
+            .with_faults(toy_faults())
+            .check_determinism(toy)
+            .expect("deterministic");
+    };
+    let r = measure(
+        seeds,
+        &[&|s| drop(kelpie_run(s, toy, &toy_faults())), &check],
+    );
+    println!(
+        "  one run {:.0} seeds/s, checked {:.0} seeds/s: the check costs {:.2}x a run",
+        r[0].0,
+        r[1].0,
+        r[0].0 / r[1].0
+    );
+
+    println!("\n5. scaling, workload 1 without faults");
+    let n = seeds * 2;
+    let one = {
+        let t = Instant::now();
+        (0..n).for_each(|s| drop(kelpie_run(s, toy, &[])));
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    let two = {
+        let t = Instant::now();
+        std::thread::scope(|scope| {
+            for w in 0..2 {
+                scope.spawn(move || {
+                    (w..n)
+                        .step_by(2)
+                        .for_each(|s| drop(kelpie_run(s, toy, &[])))
+                });
+            }
+        });
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    println!(
+        "  1 thread {one:.0} seeds/s, 2 threads {two:.0} seeds/s: {:.2}x",
+        two / one
+    );
+
+    println!("\n6. time compression: ten tasks each sleeping 1 s a thousand times");
+    let t = Instant::now();
+    let mut config = SimConfig::with_seed(1);
+    config.max_time = Duration::from_secs(2000);
+    let report = Simulation::new(config)
+        .run(|env| async move {
+            let hs: Vec<_> = (0..10)
+                .map(|_| {
+                    let e = env.clone();
+                    env.spawn(async move {
+                        for _ in 0..1000 {
+                            e.sleep(Duration::from_secs(1)).await;
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.await.unwrap();
+            }
+        })
+        .unwrap();
+    let wall = t.elapsed();
+    println!(
+        "  {:.0} s of virtual time in {:.3} s of wall time: {:.0}x",
+        report.virtual_time.as_secs_f64(),
+        wall.as_secs_f64(),
+        report.virtual_time.as_secs_f64() / wall.as_secs_f64()
+    );
+}
