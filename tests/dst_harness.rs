@@ -2,8 +2,14 @@
 //! Each `*_dst.rs` module registers its tests with `#[kelpie::dst_test]`; the harness also
 //! lints every `*_dst.rs` file for nondeterministic APIs.
 
+mod activation_dst;
+mod kv_dst;
+mod lease_dst;
+mod lifecycle_dst;
+mod migration_dst;
 mod network_dst;
 mod storage_dst;
+mod wal_dst;
 
 fn main() -> std::process::ExitCode {
     kelpie::harness::main()

@@ -27,10 +27,7 @@ pub trait ActorKV: Clone + Send + Sync + 'static {
     fn delete(&self, key: &[u8]) -> impl Future<Output = Result<(), KvError>> + Send;
 
     /// Every key with `prefix` and its value, in key order.
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-    ) -> impl Future<Output = Result<KvPairs, KvError>> + Send;
+    fn scan_prefix(&self, prefix: &[u8]) -> impl Future<Output = Result<KvPairs, KvError>> + Send;
 
     /// Starts an optimistic transaction.
     fn transaction(&self) -> Self::Txn;

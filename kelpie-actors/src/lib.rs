@@ -13,13 +13,45 @@
 //! # });
 //! ```
 
+mod activation;
+mod adapter;
+mod agent;
 mod error;
+mod events;
 pub mod invariants;
 mod kv;
+mod lease;
+mod migration;
 mod platform;
+mod registry;
+mod wal;
 
+pub use activation::{Actor, ActorContext, ActorRuntime, RuntimeConfig};
+#[cfg(feature = "canaries")]
+pub use adapter::AdapterBug;
+pub use adapter::{
+    AdapterConfig, AgentKeys, AgentRecord, AgentStorage, AgentTx, Checkpointed, MemoryBlock,
+    Message, NewAgent, NewMessage, Role, SessionRecord, ToolRecord,
+};
+pub use agent::{AgentActor, AgentMessage};
 pub use error::{ActorError, KvError};
+pub use events::{
+    state_digest, ClusterEvent, ClusterEventKind, ClusterObserver, DeactivationReason,
+};
 pub use kv::{ActorId, ActorKV, KvPairs, KvTransaction, MemoryKv, MemoryTxn};
+#[cfg(feature = "canaries")]
+pub use lease::ClusterBugs;
+pub use lease::{
+    is_lease_lost, FenceHook, FenceOutcome, FencedTxn, Lease, LeaseConfig, LeaseConfigError,
+    LeaseManager, LeaseRecord, LeaseState, FENCE_SUFFIX, LEASE_SUFFIX,
+};
+pub use migration::{migrate, Handoff, HandoffRecord, HANDOFF_SUFFIX};
 pub use platform::{Platform, TokioPlatform};
 #[cfg(madsim)]
 pub use platform::{SimKv, SimKvTxn, SimPlatform};
+pub use registry::{Placement, Registry, REGISTRY_PREFIX};
+/// The JSON value type of payloads and results ([`WalEntry::payload`], [`WalApply::apply`]).
+pub use serde_json::Value as JsonValue;
+#[cfg(feature = "canaries")]
+pub use wal::WalBug;
+pub use wal::{Appended, Completed, ReplayReport, Wal, WalApply, WalConfig, WalEntry, WalStatus};

@@ -86,7 +86,8 @@ pub struct NodeBuilder<'a> {
 
 impl NodeBuilder<'_> {
     /// The node's main task, started now and re-run by every restart with the node's env.
-    /// Volatile state (everything not in durable storage) is lost between runs.
+    /// Volatile state (everything not in durable storage) is lost between runs. The node stays
+    /// up when the task returns (tasks it spawned keep running).
     pub fn init<F, Fut>(mut self, init: F) -> Self
     where
         F: Fn(SimEnv) -> Fut + Send + Sync + 'static,
@@ -119,7 +120,16 @@ impl NodeBuilder<'_> {
         let mut builder = world.handle.create_node().name(self.name);
         if let Some(init) = self.init {
             let node_env = env.clone();
-            builder = builder.init(move || init(node_env.clone()));
+            // madsim calls this closure inside `restart`, holding its node table; the user's
+            // closure runs on the init task's first poll instead, where it may do anything.
+            // The node stays up when the init future returns (madsim would exit it).
+            builder = builder.init(move || {
+                let (init, env) = (init.clone(), node_env.clone());
+                async move {
+                    init(env).await;
+                    std::future::pending::<()>().await;
+                }
+            });
         }
         // Record before building: building spawns the init task.
         world.record(
@@ -382,6 +392,9 @@ pub(crate) fn restart(world: &World, node: NodeId) {
     );
     if let Some(h) = handle {
         world.handle.restart(h.id());
+        // madsim's restart replaces the node's internals: spawn through the new incarnation.
+        let fresh = world.handle.get_node(h.id());
+        world.lock().nodes[node.index()].madsim = fresh;
     }
 }
 

@@ -556,3 +556,36 @@ fn virtual_time_limit_is_reported() {
         Failure::VirtualTimeLimit { .. }
     ));
 }
+
+#[test]
+fn spawns_on_a_restarted_node_run_and_init_may_return() {
+    let r = sim(0, [])
+        .run(|env| async move {
+            let ran = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let counter = ran.clone();
+            let n = env
+                .create_node("n")
+                .init(move |env| {
+                    // Work done in the closure itself, before the future: runs on the init
+                    // task, not inside madsim's restart (which would deadlock on a fault tick).
+                    let counter = counter.clone();
+                    drop(env.spawn(async move {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }));
+                    async {} // init returns at once; the node stays up
+                })
+                .build();
+            env.sleep(Duration::from_millis(1)).await;
+            env.restart(n.node());
+            env.sleep(Duration::from_millis(1)).await;
+            let later = n.spawn(async { 7 });
+            let seven = env.timeout(Duration::from_secs(1), later).await;
+            (
+                ran.load(std::sync::atomic::Ordering::Relaxed),
+                seven.ok().and_then(Result::ok),
+                env.node_status(n.node()),
+            )
+        })
+        .unwrap();
+    assert_eq!(r.output, (2, Some(7), NodeStatus::Up));
+}

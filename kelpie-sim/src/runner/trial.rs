@@ -159,7 +159,8 @@ pub(crate) fn canary_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<
             seeds: selected_seeds(test, env),
             swarm: test.options.swarm || env.swarm,
             schedule: env.schedule.clone(),
-            shrink: !env.no_shrink,
+            // Finding the bug is the canary's point; shrinking would only cost time.
+            shrink: false,
             log: log_config(env),
         })
         .collect()
@@ -339,13 +340,10 @@ impl SeedTrial {
         let first_started = std::time::Instant::now();
         let outcome = self.run_once(&sim);
         let first_run = first_started.elapsed();
-        let timed_out = matches!(
-            outcome,
-            RunOutcome::Failed {
-                failure: Failure::WallTimeout { .. },
-                ..
-            }
-        );
+        let original = match &outcome {
+            RunOutcome::Failed { failure, .. } => Some(failure.clone()),
+            _ => None,
+        };
         let (headline, facts, nondeterministic) = match outcome {
             RunOutcome::Passed(facts) if !should_fail => {
                 return Execution {
@@ -412,15 +410,11 @@ impl SeedTrial {
             message.push('\n');
             message.push_str(&note);
         }
-        // A seed that hit the watchdog is not replayed: each replay could hang as long again
+        // `shrink` declines a seed that hit the watchdog: each replay could hang as long again
         // (and leave another spinning thread behind).
-        let shrinkable = seed_failed
-            && !nondeterministic
-            && !timed_out
-            && self.shrink
-            && self.schedule.is_none();
-        if let (true, Some(f)) = (shrinkable, &facts) {
-            if let Some(shrunk) = shrink(self, &sim, &f.faults, first_run) {
+        let shrinkable = seed_failed && !nondeterministic && self.shrink && self.schedule.is_none();
+        if let (true, Some(f), Some(original)) = (shrinkable, &facts, &original) {
+            if let Some(shrunk) = shrink(self, &sim, &f.faults, first_run, original) {
                 let mut env = env.clone();
                 env.push(format!("KELPIE_FAULT_SCHEDULE={}", shrunk.schedule));
                 let cmd = invocation.command(&env, &self.name, self.test.options.ignore);
@@ -509,12 +503,32 @@ const SHRINK_BUDGET: Duration = Duration::from_secs(20);
 /// Delta debugging (ddmin) over the firings of a failing seed: replays the seed allowing only
 /// subsets of them, keeping any subset that still fails, until no single chunk can be removed
 /// or the budget runs out. `None` if the seed fired no fault.
+/// What must stay the same for a smaller schedule to count as "still failing": the kind of
+/// failure and the first line of its message (a different failure is a different bug).
+fn signature(failure: &Failure) -> (std::mem::Discriminant<Failure>, String) {
+    let text = match failure {
+        Failure::Panic { message } | Failure::Error { message } => message.clone(),
+        _ => String::new(),
+    };
+    let first = text.lines().next().unwrap_or("");
+    // A panic's location suffix stays; its position in the code is part of the bug.
+    (std::mem::discriminant(failure), first.to_string())
+}
+
 fn shrink(
     trial: &SeedTrial,
     sim: &Simulation,
     stats: &crate::fault::FaultStats,
     first_run: Duration,
+    original: &Failure,
 ) -> Option<Shrunk> {
+    let target = signature(original);
+    if matches!(
+        original,
+        Failure::WallTimeout { .. } | Failure::Nondeterministic { .. }
+    ) {
+        return None;
+    }
     let all: Vec<(usize, u64)> = stats
         .faults
         .iter()
@@ -536,7 +550,7 @@ fn shrink(
             .clone()
             .with_schedule(FaultSchedule::new(subset.iter().copied()));
         matches!(trial.run_once(&replay), RunOutcome::Failed { ref failure, .. }
-            if !matches!(failure, Failure::WallTimeout { .. }))
+            if signature(failure) == target)
     };
     let mut current = all.clone();
     if fails(&[]) {

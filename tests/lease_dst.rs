@@ -1,0 +1,368 @@
+//! Leases under faults: at most one node holds a valid lease of an actor by its own (skewed)
+//! clock, fencing tokens only grow, and no write of a deposed holder commits — checked on every
+//! lease event as it happens, on the real `LeaseManager` running on simulated nodes whose store
+//! is a dedicated database node that crashes, partitions and fails writes.
+//!
+//! `support` (`cluster_support/mod.rs`, shared with `activation_dst` and `migration_dst`) builds
+//! the cluster: a `db` node whose disk backs the store, nodes `n2..n{N+1}` each running a
+//! service on its own [`support::NodePlatform`], and a [`ClusterChecker`] fed every event.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kelpie::{FaultKind, SimEnv};
+use kelpie_actors::invariants::ClusterChecker;
+use kelpie_actors::{
+    is_lease_lost, ActorError, ActorId, ActorKV, KvError, KvTransaction, Lease, LeaseConfig,
+    LeaseManager, Platform,
+};
+
+use support::{Cluster, NodePlatform};
+
+#[path = "cluster_support/mod.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod support;
+
+/// The lease layer alone: each node keeps the leases it acquired, renews them in the
+/// background, and — while a lease is valid — appends to the actor's counter in a fenced
+/// transaction.
+#[derive(Clone)]
+struct LeaseNode {
+    mgr: LeaseManager<NodePlatform>,
+    held: Arc<Mutex<BTreeMap<ActorId, Lease>>>,
+    /// Renewals that failed for a storage error, over all nodes and incarnations.
+    renew_errors: Arc<AtomicU64>,
+}
+
+/// What one client step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Acquired,
+    Refused,
+    Released,
+    Wrote,
+    Fenced,
+    Unknown,
+    Failed,
+}
+
+fn lease_config() -> LeaseConfig {
+    LeaseConfig::new(Duration::from_millis(500), Duration::from_millis(50))
+}
+
+impl LeaseNode {
+    fn start(
+        platform: NodePlatform,
+        checker: Arc<ClusterChecker>,
+        config: LeaseConfig,
+        renew_errors: Arc<AtomicU64>,
+    ) -> (Self, Option<support::Background>) {
+        let mgr = LeaseManager::new(platform.clone(), config)
+            .unwrap()
+            .with_observer(checker);
+        let node = LeaseNode {
+            mgr,
+            held: Arc::default(),
+            renew_errors,
+        };
+        let renewer = node.clone();
+        (node, Some(Box::pin(renewer.renew_forever())))
+    }
+
+    async fn renew_forever(self) {
+        let every = self.mgr.config().renew_interval;
+        loop {
+            self.mgr.platform().sleep(every).await;
+            let held: Vec<Lease> = self.held.lock().unwrap().values().cloned().collect();
+            for lease in held {
+                let result = self.mgr.renew(&lease).await;
+                let mut held = self.held.lock().unwrap();
+                let mine = held
+                    .get(lease.actor())
+                    .is_some_and(|l| l.token() == lease.token());
+                match result {
+                    Ok(renewed) if mine => {
+                        held.insert(lease.actor().clone(), renewed);
+                    }
+                    Err(e) if mine && is_lease_lost(&e) => {
+                        held.remove(lease.actor());
+                    }
+                    Err(_) => {
+                        self.renew_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// One client request on this node for `actor`.
+    async fn step(self, actor: ActorId, release: bool) -> Step {
+        let lease = self.held.lock().unwrap().get(&actor).cloned();
+        let Some(lease) = lease.filter(|l| self.mgr.is_valid(l)) else {
+            self.held.lock().unwrap().remove(&actor);
+            return match self.mgr.acquire(&actor).await {
+                Ok(lease) => {
+                    self.held.lock().unwrap().insert(actor, lease);
+                    Step::Acquired
+                }
+                Err(ActorError::LeaseHeld { .. }) => Step::Refused,
+                Err(ActorError::Kv(KvError::OutcomeUnknown)) => Step::Unknown,
+                Err(_) => Step::Failed,
+            };
+        };
+        if release {
+            self.held.lock().unwrap().remove(&actor);
+            return match self.mgr.release(&lease).await {
+                Ok(()) => Step::Released,
+                Err(_) => Step::Failed,
+            };
+        }
+        // Append under the lease: count := count + 1, fenced by the token (the manager
+        // reports each fenced commit to the checker).
+        let kv = self.mgr.platform().kv();
+        let mut txn = self.mgr.fenced(&lease, ActorKV::transaction(&kv));
+        let key = actor.key("count");
+        let count = match txn.get(&key).await {
+            Ok(v) => v.map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap())),
+            Err(_) => return Step::Failed,
+        };
+        txn.set(&key, &(count + 1).to_le_bytes());
+        match txn.commit_fenced().await {
+            Ok(()) => Step::Wrote,
+            Err(ActorError::StaleFence { .. }) => {
+                self.held.lock().unwrap().remove(&actor);
+                Step::Fenced
+            }
+            Err(ActorError::Kv(KvError::OutcomeUnknown)) => Step::Unknown,
+            Err(_) => Step::Failed,
+        }
+    }
+}
+
+/// Drives `clients` clients sending requests to random nodes for random actors for `secs`
+/// seconds of virtual time, checking the invariants every 10 ms; returns the tally of outcomes.
+async fn lease_workload(
+    cluster: &Cluster<LeaseNode>,
+    actors: &[ActorId],
+    clients: usize,
+    secs: u64,
+) -> BTreeMap<&'static str, u64> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let monitor = cluster.monitor(Duration::from_millis(10), stop.clone(), || {});
+    let tally: Arc<Mutex<BTreeMap<&'static str, u64>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (env, names, actors, tally) = (
+            cluster.env.clone(),
+            cluster.names.clone(),
+            actors.to_vec(),
+            tally.clone(),
+        );
+        let services = cluster.services();
+        let checker = cluster.checker.clone();
+        tasks.push(cluster.env.spawn(async move {
+            // Until the deadline, or the first violation (nothing after it matters).
+            while env.elapsed() < Duration::from_secs(secs) && checker.first_violation().is_none() {
+                let node = support::pick(&env, &names).clone();
+                let actor = support::pick(&env, &actors).clone();
+                let release = env.rng().gen_bool(0.1);
+                let service = services.get(&node);
+                // A client gives up after 300 ms (the request may still complete).
+                let outcome = match service {
+                    Some(s) => {
+                        let call = support::run_on(&node, s.step(actor, release));
+                        env.timeout(Duration::from_millis(300), call)
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                    None => None,
+                };
+                let label = match outcome {
+                    None => "no reply",
+                    Some(Step::Acquired) => "acquired",
+                    Some(Step::Refused) => "refused",
+                    Some(Step::Released) => "released",
+                    Some(Step::Wrote) => "wrote",
+                    Some(Step::Fenced) => "fenced",
+                    Some(Step::Unknown) => "unknown",
+                    Some(Step::Failed) => "failed",
+                };
+                *tally.lock().unwrap().entry(label).or_default() += 1;
+                env.sleep(Duration::from_millis(env.rng().gen_range(5..40)))
+                    .await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = monitor.await;
+    let tally = tally.lock().unwrap().clone();
+    tally
+}
+
+/// A cluster of `nodes` lease nodes with `config`, and the shared renewal-error counter.
+fn lease_cluster(
+    env: &SimEnv,
+    nodes: usize,
+    config: LeaseConfig,
+) -> (Cluster<LeaseNode>, Arc<AtomicU64>) {
+    let errors = Arc::new(AtomicU64::new(0));
+    let e = errors.clone();
+    let cluster = Cluster::start(env, nodes, move |p, c| {
+        LeaseNode::start(p, c, config.clone(), e.clone())
+    });
+    (cluster, errors)
+}
+
+/// Checks one lease run: no violation, the workload exercised acquisitions, takeovers, writes
+/// and refusals, and every declared fault fired.
+fn judge(
+    env: &SimEnv,
+    cluster: &Cluster<LeaseNode>,
+    renew_errors: &AtomicU64,
+    tally: &BTreeMap<&'static str, u64>,
+) -> Result<(), String> {
+    if let Some(v) = cluster.checker.first_violation() {
+        return Err(format!(
+            "{}\n  outcomes: {tally:?}",
+            cluster.checker.explain(&v)
+        ));
+    }
+    let stats = cluster.checker.stats();
+    let count = |k: &str| tally.get(k).copied().unwrap_or(0);
+    if stats.takeovers == 0 || stats.commits == 0 || count("refused") == 0 {
+        return Err(format!(
+            "the workload did not exercise leases: {stats}; outcomes {tally:?}"
+        ));
+    }
+    let failed = count("failed") + count("unknown") + count("no reply") + count("fenced");
+    let renew_errors = renew_errors.load(Ordering::Relaxed);
+    if count("wrote") == 0 || failed + renew_errors == 0 {
+        return Err(format!(
+            "operations did not both succeed and fail: {tally:?}, {renew_errors} renewal errors"
+        ));
+    }
+    support::faults_reached(env)
+}
+
+/// Basic faults (1–2 %): occasional write failures, slow storage, skewed clocks within the
+/// configured bound, crashes. Four nodes compete for three actors' leases.
+#[kelpie::dst_test(
+    seeds = 0..16,
+    faults = [
+        StorageWriteFail(0.02),
+        StorageLatency(0.02, 20),
+        ClockSkew(0.02, 50),
+        NodeCrash(0.01, 300),
+    ]
+)]
+async fn leases_stay_unique_under_basic_faults(env: SimEnv) -> Result<(), String> {
+    let config = lease_config();
+    let (cluster, errors) = lease_cluster(&env, 4, config);
+    let actors = support::actors(3);
+    let tally = lease_workload(&cluster, &actors, 4, 5).await;
+    judge(&env, &cluster, &errors, &tally)
+}
+
+/// Chaos (20–30 % per operation, per 100 ms tick for node and clock faults): failing and slow
+/// storage, crashes mid-commit, pauses longer than a lease, skew at the bound, partitions from
+/// the store.
+#[kelpie::dst_test(
+    seeds = 0..16,
+    fault_tick = "100ms",
+    faults = [
+        StorageWriteFail(0.25),
+        StorageLatency(0.3, 30),
+        CrashDuringTransaction(0.2),
+        NodePause(0.2, 800),
+        NodeCrash(0.2, 300),
+        ClockSkew(0.3, 50),
+        NetworkPartition(0.2, 600),
+    ]
+)]
+async fn leases_stay_unique_under_chaos(env: SimEnv) -> Result<(), String> {
+    let config = lease_config();
+    let (cluster, errors) = lease_cluster(&env, 4, config);
+    let actors = support::actors(3);
+    let tally = lease_workload(&cluster, &actors, 4, 5).await;
+    judge(&env, &cluster, &errors, &tally)
+}
+
+/// Forward clock jumps of up to 2 s (four lease durations): a holder whose clock jumps only
+/// stops trusting its lease early, and an acquirer's takeover wait is a timer, so a jump
+/// cannot shorten it.
+#[kelpie::dst_test(
+    seeds = 0..12,
+    faults = [ClockJump(0.02, 2000), NodePause(0.01, 800), StorageWriteFail(0.02)]
+)]
+async fn forward_clock_jumps_cannot_break_leases(env: SimEnv) -> Result<(), String> {
+    let config = lease_config();
+    let (cluster, errors) = lease_cluster(&env, 4, config);
+    let actors = support::actors(3);
+    let tally = lease_workload(&cluster, &actors, 4, 5).await;
+    judge(&env, &cluster, &errors, &tally)
+}
+
+/// Canary for LeaseUniqueness: a lease that trusts its clock without a margin and lets an
+/// acquirer take over when its own clock passes the holder's stored expiry. Under skew within
+/// the configured bound, two holders overlap.
+#[kelpie::dst_test(
+    seeds = 0..50,
+    canary,
+    faults = [ClockSkew(0.1, 50), NodeCrash(0.02, 300), NodePause(0.02, 600)]
+)]
+async fn canary_lease_ignoring_skew_breaks_uniqueness(env: SimEnv) -> Result<(), String> {
+    let mut config = lease_config();
+    config.bugs.lease_ignores_clock_skew = true;
+    let (cluster, _) = lease_cluster(&env, 4, config);
+    let actors = support::actors(2);
+    let _ = lease_workload(&cluster, &actors, 4, 3).await;
+    match cluster.checker.violation_of("LeaseUniqueness") {
+        Some(v) => Err(v.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// Canary for FencingTokenMonotonic: fenced commits that do not compare tokens. A holder
+/// paused mid-write past its lease wakes up after a takeover and its stale write commits.
+#[kelpie::dst_test(
+    seeds = 0..50,
+    canary,
+    faults = [NodePause(0.05, 1500), StorageLatency(0.3, 50)]
+)]
+async fn canary_unchecked_fencing_accepts_stale_writes(env: SimEnv) -> Result<(), String> {
+    let mut config = lease_config();
+    config.bugs.fencing_skips_token_check = true;
+    let (cluster, _) = lease_cluster(&env, 3, config);
+    let actors = support::actors(2);
+    let _ = lease_workload(&cluster, &actors, 4, 3).await;
+    match cluster.checker.violation_of("FencingTokenMonotonic") {
+        Some(v) => Err(v.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// The storage faults reach the lease layer: with every write failing, nobody ever acquires.
+#[kelpie::dst_test(seeds = 0..3, faults = [StorageWriteFail(1.0)])]
+async fn failing_writes_keep_leases_unacquired(env: SimEnv) -> Result<(), String> {
+    let config = lease_config();
+    let (cluster, _) = lease_cluster(&env, 2, config);
+    let actors = support::actors(1);
+    let tally = lease_workload(&cluster, &actors, 2, 1).await;
+    let stats = cluster.checker.stats();
+    if stats.acquisitions != 0 || tally.get("failed").copied().unwrap_or(0) == 0 {
+        return Err(format!(
+            "writes failed but leases were acquired: {stats}; {tally:?}"
+        ));
+    }
+    if env.faults().fired(FaultKind::StorageWriteFail) == 0 {
+        return Err("StorageWriteFail never fired".into());
+    }
+    Ok(())
+}

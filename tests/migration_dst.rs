@@ -1,0 +1,95 @@
+//! Migration under faults: while clients keep sending messages, an operator migrates actors
+//! between nodes. The target must activate only after the source deactivated, with exactly the
+//! state the source last committed, and the source must handle nothing after handing off
+//! (MigrationAtomicity, checked on every event), besides every activation-level invariant and
+//! the no-lost-update check of `activation_dst`.
+
+use std::time::Duration;
+
+use kelpie::SimEnv;
+
+use counter::{counter_cluster, judge, run_clients, runtime_config, Operator, Tally};
+
+#[path = "cluster_support/counter.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod counter;
+#[path = "cluster_support/mod.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod support;
+
+/// Fails unless hand-offs committed and (if `restored`) some target activated from the state
+/// handed over.
+fn migrations_happened(
+    stats: &kelpie_actors::invariants::CheckerStats,
+    tally: &Tally,
+    restored: bool,
+) -> Result<(), String> {
+    if stats.transfers == 0 || (restored && stats.restored == 0) {
+        return Err(format!(
+            "no migration completed: {stats}; operator {:?}",
+            tally.migrations
+        ));
+    }
+    Ok(())
+}
+
+/// Basic faults (1–2 %): failing and slow storage, crashes (also mid-commit), pauses, skew.
+#[kelpie::dst_test(
+    seeds = 0..12,
+    faults = [
+        StorageWriteFail(0.02),
+        StorageLatency(0.02, 20),
+        CrashDuringTransaction(0.01),
+        NodeCrash(0.01, 300),
+        NodePause(0.01, 400),
+        ClockSkew(0.02, 50),
+    ]
+)]
+async fn migrations_are_atomic_under_basic_faults(env: SimEnv) -> Result<(), String> {
+    let cluster = counter_cluster(&env, 3, runtime_config());
+    let actors = support::actors(3);
+    let operator = Operator::Migrate(Duration::from_millis(150));
+    let (tally, split, _) = run_clients(&cluster, &actors, 4, 4, operator).await;
+    judge(&env, &cluster, &tally, split, false).await?;
+    migrations_happened(&cluster.checker.stats(), &tally, true)
+}
+
+/// Chaos (20–30 %; node, clock and partition faults per 100 ms tick) while actors migrate.
+#[kelpie::dst_test(
+    seeds = 0..12,
+    fault_tick = "100ms",
+    faults = [
+        StorageWriteFail(0.2),
+        StorageLatency(0.3, 30),
+        CrashDuringTransaction(0.2),
+        NodeCrash(0.2, 300),
+        NodePause(0.2, 800),
+        ClockSkew(0.3, 50),
+        NetworkPartition(0.2, 600),
+    ]
+)]
+async fn migrations_are_atomic_under_chaos(env: SimEnv) -> Result<(), String> {
+    let cluster = counter_cluster(&env, 3, runtime_config());
+    let actors = support::actors(3);
+    let operator = Operator::Migrate(Duration::from_millis(100));
+    let (tally, split, _) = run_clients(&cluster, &actors, 4, 6, operator).await;
+    judge(&env, &cluster, &tally, split, false).await?;
+    migrations_happened(&cluster.checker.stats(), &tally, false)
+}
+
+/// Canary for MigrationAtomicity: a migration that hands the lease over first and deactivates
+/// the source in the background, so messages queued for the actor still run on the source
+/// while the target activates.
+#[kelpie::dst_test(seeds = 0..50, canary, faults = [StorageLatency(0.3, 30)])]
+async fn canary_early_target_activation_breaks_migration(env: SimEnv) -> Result<(), String> {
+    let mut config = runtime_config();
+    config.lease.bugs.migration_activates_target_early = true;
+    let cluster = counter_cluster(&env, 3, config);
+    let actors = support::actors(2);
+    let operator = Operator::Migrate(Duration::from_millis(100));
+    let _ = run_clients(&cluster, &actors, 4, 3, operator).await;
+    match cluster.checker.violation_of("MigrationAtomicity") {
+        Some(v) => Err(v.to_string()),
+        None => Ok(()),
+    }
+}
