@@ -254,7 +254,31 @@ fn row(name: &str, (rate, mem): (f64, usize), base: Option<f64>) {
     );
 }
 
+/// `bench --only VARIANT N`: runs one variant for N seeds and nothing else, for counting
+/// instructions with `valgrind --tool=callgrind` (repeatable, unlike wall-clock time here).
+fn only(variant: &str, seeds: u64) {
+    for s in 0..seeds {
+        match variant {
+            "toy-raw" => toy_raw(s),
+            "toy" => drop(kelpie_run(s, toy, &[])),
+            "toy-faults" => drop(kelpie_run(s, toy, &toy_faults())),
+            "ring-raw" => ring_raw(s),
+            "ring" => drop(kelpie_run(s, ring, &[])),
+            "ring-faults" => drop(kelpie_run(s, ring, &ring_faults())),
+            other => {
+                eprintln!("error: unknown variant {other} (toy-raw, toy, toy-faults, ring-raw, ring, ring-faults)");
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--only") {
+        let seeds = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(200);
+        return only(args.get(1).map_or("", String::as_str), seeds);
+    }
     let seeds: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
         None => 400,
         Some(Ok(n)) if n > 0 => n,

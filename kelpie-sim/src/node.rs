@@ -481,6 +481,9 @@ fn spec_node(spec: &FaultSpec) -> Option<String> {
 /// adds nothing to madsim's schedule: a fault that never fires changes no trace, and a system
 /// that is stuck is still reported as a deadlock.
 pub(crate) fn catch_up(world: &Arc<World>) {
+    if !world.ticks {
+        return;
+    }
     let now = world.elapsed();
     loop {
         let due = {

@@ -128,7 +128,12 @@ pub(crate) struct World {
     pub(crate) config: SimConfig,
     pub(crate) plan: Vec<FaultSpec>,
     pub(crate) handle: madsim::runtime::Handle,
-    pub(crate) start: madsim::time::Instant,
+    /// madsim's clock, read directly (cheaper than `Instant::now()` through libc), and its
+    /// reading when the run started.
+    time: madsim::time::TimeHandle,
+    time_start: Duration,
+    /// Whether node, clock or partition faults are declared (else `catch_up` has nothing to do).
+    pub(crate) ticks: bool,
     /// A node of our own that is never killed, for message delivery and delayed fault actions;
     /// created on first use, so runs that need neither pay nothing for it.
     sys: OnceLock<madsim::runtime::NodeHandle>,
@@ -155,12 +160,16 @@ impl World {
             sometimes: BTreeMap::new(),
         };
         let handle = madsim::runtime::Handle::current();
+        let time = madsim::time::TimeHandle::current();
+        let ticks = state.faults.any_for(OpKind::Tick);
         Arc::new(World {
             sys: OnceLock::new(),
             seed,
             plan,
             handle,
-            start: madsim::time::Instant::now(),
+            time_start: time.elapsed(),
+            time,
+            ticks,
             abort: AtomicBool::new(false),
             user_rng: RngHandle::new(SimRng::stream(seed, "env", 0)),
             state: Mutex::new(state),
@@ -183,7 +192,7 @@ impl World {
 
     /// Virtual time since the run started.
     pub(crate) fn elapsed(&self) -> Duration {
-        madsim::time::Instant::now().saturating_duration_since(self.start)
+        self.time.elapsed().saturating_sub(self.time_start)
     }
 
     /// Appends an event to the trace.
