@@ -11,9 +11,12 @@
 //! queued messages; messages to a down node are dropped.
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use std::future::Future as _;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -45,7 +48,11 @@ pub(crate) struct NetState {
     /// Messages in flight per link, in FIFO order, with their delivery time. A delivery timer
     /// flushes its link's queue up to now, so that timers firing in the same instant (in
     /// madsim's random order) still deliver in order.
-    in_flight: BTreeMap<(NodeId, NodeId), VecDeque<(Duration, Delivery)>>,
+    in_flight: BTreeMap<(Duration, u64), Delivery>,
+    /// Whether the delivery pump runs (started by the first send).
+    pump: bool,
+    /// The pump's waker while it waits: woken when a message is due earlier than it sleeps.
+    pump_waker: Option<Waker>,
     /// Bound endpoints: (node, message type) -> `mpsc::UnboundedSender<Envelope<M>>`.
     mailboxes: BTreeMap<(NodeId, TypeId), Box<dyn Any + Send>>,
 }
@@ -58,6 +65,8 @@ impl NetState {
             cuts: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            pump: false,
+            pump_waker: None,
             mailboxes: BTreeMap::new(),
         }
     }
@@ -321,10 +330,10 @@ fn send<M: Hash + Clone + Send + 'static>(env: &SimEnv, to: NodeId, msg: M) {
             let earliest = st.net.last_delivery.get(&link).copied().unwrap_or_default();
             let at = (now + latency).max(earliest + Duration::from_nanos(1));
             st.net.last_delivery.insert(link, at);
-            Some((id, at + hold_back, copies, hold_back.is_zero()))
+            Some((id, at + hold_back, copies))
         }
     };
-    let Some((id, at, copies, fifo)) = plan else {
+    let Some((id, at, copies)) = plan else {
         return;
     };
     let delivery: Delivery = Box::new(move |st, now| {
@@ -332,41 +341,72 @@ fn send<M: Hash + Clone + Send + 'static>(env: &SimEnv, to: NodeId, msg: M) {
             deliver(st, now, from, to, id, msg.clone());
         }
     });
-    let link = (from, to);
-    let world2 = world.clone();
-    let deliver_in = at.saturating_sub(now);
-    if fifo {
-        world
-            .lock()
+    // One delivery pump per run hands every message over at its time, in (time, send order):
+    // no task per message. FIFO per link holds because a link's delivery times only grow.
+    let (wake, start) = {
+        let mut st = world.lock();
+        let earlier = st
             .net
             .in_flight
-            .entry(link)
-            .or_default()
-            .push_back((at, delivery));
-        world.sys().spawn(async move {
-            madsim::time::sleep(deliver_in).await;
-            let now = world2.elapsed();
-            let mut st = world2.lock();
-            while let Some((_, d)) = pop_due(&mut st, link, now) {
-                d(&mut st, now);
-            }
-        });
-    } else {
-        world.sys().spawn(async move {
-            madsim::time::sleep(deliver_in).await;
-            let now = world2.elapsed();
-            delivery(&mut world2.lock(), now);
-        });
+            .keys()
+            .next()
+            .is_none_or(|(first, _)| at < *first);
+        st.net.in_flight.insert((at, id), delivery);
+        let start = !std::mem::replace(&mut st.net.pump, true);
+        let wake = if earlier {
+            st.net.pump_waker.take()
+        } else {
+            None
+        };
+        (wake, start)
+    };
+    if start {
+        start_pump(world);
+    } else if let Some(waker) = wake {
+        waker.wake();
     }
 }
 
-fn pop_due(st: &mut State, link: (NodeId, NodeId), now: Duration) -> Option<(Duration, Delivery)> {
-    let queue = st.net.in_flight.get_mut(&link)?;
-    if queue.front().is_some_and(|(at, _)| *at <= now) {
-        queue.pop_front()
-    } else {
-        None
-    }
+/// The delivery pump: sleeps until the earliest message in flight is due (woken early when an
+/// earlier one is sent), then delivers everything due, in order.
+fn start_pump(world: &Arc<World>) {
+    let w = world.clone();
+    world.sys().spawn(async move {
+        // One timer, re-armed for the earliest delivery.
+        let mut timer = Box::pin(madsim::time::sleep(Duration::from_secs(1 << 32)));
+        let mut armed: Option<Duration> = None;
+        loop {
+            std::future::poll_fn(|cx| {
+                let now = w.elapsed();
+                let mut st = w.lock();
+                let next = st.net.in_flight.keys().next().map(|(at, _)| *at);
+                match next {
+                    Some(at) if at <= now => return Poll::Ready(()),
+                    _ => st.net.pump_waker = Some(cx.waker().clone()),
+                }
+                drop(st);
+                let Some(at) = next else { return Poll::Pending };
+                if armed != Some(at) {
+                    timer
+                        .as_mut()
+                        .reset(madsim::time::Instant::now() + (at - now));
+                    armed = Some(at);
+                }
+                timer.as_mut().poll(cx)
+            })
+            .await;
+            armed = None;
+            let now = w.elapsed();
+            let mut st = w.lock();
+            while let Some(entry) = st.net.in_flight.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let deliver = entry.remove();
+                deliver(&mut st, now);
+            }
+        }
+    });
 }
 
 fn deliver<M: Send + 'static>(
