@@ -43,6 +43,22 @@ pub use registry::{registered, DstTest, IntoTestResult, SeedSet, TestFuture, Tes
 #[doc(hidden)]
 pub use inventory;
 
+/// Whether libtest's command line keeps the trial `name` (its filter, `--exact`, `--skip`,
+/// `--ignored`), for counting the seeds a run will execute.
+fn selected(args: &Arguments, name: &str, ignored: bool) -> bool {
+    let matches = |pattern: &str| {
+        if args.exact {
+            name == pattern
+        } else {
+            name.contains(pattern)
+        }
+    };
+    let wanted = args.filter.as_deref().is_none_or(matches);
+    let skipped = args.skip.iter().any(|s| matches(s));
+    let runs_ignored = args.ignored || args.include_ignored;
+    wanted && !skipped && (!ignored || runs_ignored) && !(args.ignored && !ignored)
+}
+
 /// Exit code for a rejected environment variable (like a usage error).
 const USAGE_ERROR: u8 = 2;
 
@@ -87,7 +103,14 @@ pub fn main() -> ExitCode {
     for t in &seeds {
         per_test.entry(t.test.path()).or_insert((t.test, 0)).1 += 1;
     }
-    let session = Arc::new(session::Session::new(per_test.into_values(), regressions));
+    let mut session = session::Session::new(per_test.into_values(), regressions);
+    session.set_total(
+        seeds
+            .iter()
+            .filter(|t| selected(&args, &t.name, t.test.options.ignore))
+            .count() as u64,
+    );
+    let session = Arc::new(session);
     // Regression seeds run first; then every seed of every test; then canaries and lints.
     let mut trials: Vec<Trial> = trial::regression_trials(&tests, &entries, config)
         .into_iter()

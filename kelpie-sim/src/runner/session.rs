@@ -50,6 +50,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Sets how many seed runs the progress line counts towards (those libtest's filter keeps).
+    pub(crate) fn set_total(&mut self, total: u64) {
+        self.total = total;
+    }
+
     /// A session expecting `trials` seed runs per test path; `regressions` records failures.
     pub(crate) fn new(
         expected: impl IntoIterator<Item = (&'static DstTest, usize)>,
@@ -145,11 +150,13 @@ impl Session {
     /// The closing block: tests, seeds, failures by test, virtual and wall time.
     pub(crate) fn summary(&self) -> String {
         let p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        let tests = self
+        let tests = (self
             .coverage
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .len();
+            .values())
+        .filter(|c| c.runs > 0)
+        .count();
         let failures: usize = p.failed.values().map(Vec::len).sum();
         let mut out = format!(
             "kelpie: {tests} tests, {} seeds run, {failures} failed; {:.1}s of virtual time \
