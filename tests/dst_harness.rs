@@ -8,6 +8,7 @@ mod lease_dst;
 mod lifecycle_dst;
 mod migration_dst;
 mod network_dst;
+mod registry_dst;
 mod storage_dst;
 mod wal_dst;
 

@@ -55,8 +55,13 @@ fn selected(args: &Arguments, name: &str, ignored: bool) -> bool {
     };
     let wanted = args.filter.as_deref().is_none_or(matches);
     let skipped = args.skip.iter().any(|s| matches(s));
-    let runs_ignored = args.ignored || args.include_ignored;
-    wanted && !skipped && (!ignored || runs_ignored) && !(args.ignored && !ignored)
+    // `--ignored` runs only ignored trials; `--include-ignored` runs both.
+    let by_ignore = if args.ignored {
+        ignored
+    } else {
+        !ignored || args.include_ignored
+    };
+    wanted && !skipped && by_ignore
 }
 
 /// Exit code for a rejected environment variable (like a usage error).
