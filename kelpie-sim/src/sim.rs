@@ -122,6 +122,15 @@ pub(crate) struct State {
     pub(crate) ended_at: Option<Duration>,
 }
 
+impl State {
+    /// The trace's summary with the nodes' names.
+    pub(crate) fn summary(&self) -> TraceSummary {
+        let mut summary = self.trace.summary();
+        summary.nodes = self.nodes.iter().map(|n| n.name.to_string()).collect();
+        summary
+    }
+}
+
 /// Everything one run shares: its seed, config, madsim handle and state.
 pub(crate) struct World {
     pub(crate) seed: u64,
@@ -226,7 +235,7 @@ impl World {
             seed: self.seed,
             failure,
             virtual_time: st.map(last_event_time).unwrap_or_default(),
-            trace: st.map(|s| s.trace.summary()).unwrap_or_else(empty_summary),
+            trace: st.map(State::summary).unwrap_or_else(empty_summary),
             plan: self.plan.iter().map(ToString::to_string).collect(),
             faults: st.map(|s| s.faults.stats()).unwrap_or_default(),
             sometimes: st.map(|s| s.sometimes.clone()).unwrap_or_default(),
@@ -237,6 +246,7 @@ impl World {
 
 fn empty_summary() -> TraceSummary {
     TraceSummary {
+        nodes: Vec::new(),
         hash: 0,
         len: 0,
         tail: Vec::new(),
@@ -385,7 +395,7 @@ impl SimEnv {
 
     /// The trace so far: hash, length and last events.
     pub fn trace_summary(&self) -> TraceSummary {
-        self.world.lock().trace.summary()
+        self.world.lock().summary()
     }
 }
 
@@ -735,7 +745,7 @@ impl Simulation {
             Ok(output) => Ok(RunReport {
                 output,
                 seed,
-                trace: st.trace.summary(),
+                trace: st.summary(),
                 faults: st.faults.stats(),
                 virtual_time: last_event_time(&st),
                 wall_time: wall_start.elapsed(),

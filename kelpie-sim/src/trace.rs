@@ -298,8 +298,10 @@ impl Trace {
         self.tail.back().map_or(Duration::ZERO, |e| e.at)
     }
 
+    /// The summary; node names are filled in by the caller, which knows them.
     pub(crate) fn summary(&self) -> TraceSummary {
         TraceSummary {
+            nodes: Vec::new(),
             hash: self.hash,
             len: self.len,
             tail: self.tail.iter().cloned().collect(),
@@ -320,6 +322,8 @@ pub struct TraceSummary {
     pub tail: Vec<TraceEvent>,
     /// Every event, if the run kept them.
     pub full: Option<Vec<TraceEvent>>,
+    /// The name of each node by index (`n3` in an event is `nodes[3]`); `main` first.
+    pub nodes: Vec<String>,
 }
 
 /// The index of the first event at which two traces differ (`None` if they are equal). If one

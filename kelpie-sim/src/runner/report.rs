@@ -173,6 +173,12 @@ pub(crate) fn failure_message(
                 let _ = writeln!(m, "    {line}");
             }
         }
+        let named: Vec<String> = (run.trace.nodes.iter().enumerate().skip(1))
+            .map(|(i, name)| format!("n{i} = {name}"))
+            .collect();
+        if !named.is_empty() {
+            let _ = writeln!(m, "nodes: {}", named.join(", "));
+        }
         if run.trace.tail.is_empty() {
             let _ = writeln!(m, "last trace events: (none)");
         } else {
@@ -252,6 +258,25 @@ mod tests {
     }
 
     #[test]
+    fn node_names_are_listed_for_the_trace() {
+        let run = RunFacts {
+            faults: FaultStats::default(),
+            sometimes: BTreeMap::new(),
+            log: Vec::new(),
+            virtual_time: Duration::ZERO,
+            trace: TraceSummary {
+                nodes: vec!["main".into(), "db".into(), "c0".into()],
+                hash: 1,
+                len: 0,
+                tail: Vec::new(),
+                full: None,
+            },
+        };
+        let msg = failure_message("boom", 1, &[], Some(&run), "cmd");
+        assert!(msg.contains("\nnodes: n1 = db, n2 = c0\n"), "{msg}");
+    }
+
+    #[test]
     fn message_lists_every_fact() {
         let event = |ms, label: &str| TraceEvent {
             at: Duration::from_millis(ms),
@@ -274,6 +299,7 @@ mod tests {
             log: vec!["[    0.003000s]  INFO node{id=0}: kelpie: wrote k".into()],
             virtual_time: Duration::from_millis(12),
             trace: TraceSummary {
+                nodes: vec!["main".into()],
                 hash: 0xabc,
                 len: 9,
                 tail: vec![event(1, "a"), event(12, "b")],
