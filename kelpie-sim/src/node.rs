@@ -110,7 +110,7 @@ impl NodeBuilder<'_> {
                 epoch: 0,
                 clock_offset_ns: 0,
             });
-            st.disks.push(Disk::new(world.seed, id));
+            st.disks.push(Disk::new());
             id
         };
         let env = SimEnv {

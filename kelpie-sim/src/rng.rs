@@ -85,7 +85,7 @@ impl SimRng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// `true` with probability `p` (clamped to `[0, 1]`). Always draws exactly once, so the
+    /// `true` with probability `p` (`p <= 0` never, `p >= 1` always). Always draws exactly once, so the
     /// stream's position does not depend on `p`.
     pub fn gen_bool(&mut self, p: f64) -> bool {
         let x = self.gen_f64();

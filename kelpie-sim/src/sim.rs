@@ -160,7 +160,7 @@ impl World {
             trace: Trace::new(config.trace, config.trace_tail),
             faults,
             nodes: vec![NodeState::main()],
-            disks: vec![Disk::new(seed, NodeId::MAIN)],
+            disks: vec![Disk::new()],
             net: NetState::new(seed),
             next_task: 0,
             ended_at: None,

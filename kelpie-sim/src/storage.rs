@@ -57,7 +57,7 @@ pub(crate) struct Disk {
 }
 
 impl Disk {
-    pub(crate) fn new(_seed: u64, _node: NodeId) -> Self {
+    pub(crate) fn new() -> Self {
         Disk {
             durable: BTreeMap::new(),
             volatile: BTreeMap::new(),

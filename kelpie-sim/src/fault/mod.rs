@@ -39,7 +39,7 @@ pub struct FaultSpec {
     kind: FaultKind,
     custom: Option<Arc<str>>,
     probability: f64,
-    /// Values of the table's `Millis` parameters, in table order (`None`: the default).
+    /// `Millis` parameters given explicitly, by table name; the others take the table's default.
     params: Vec<(&'static str, u64)>,
     op: Option<OpKind>,
     key_prefix: Option<Vec<u8>>,
