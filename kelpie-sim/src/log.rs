@@ -54,6 +54,9 @@ impl LogConfig {
 
     /// Checks the filter's syntax.
     pub fn validate(&self) -> Result<(), String> {
+        if self.is_off() {
+            return Ok(());
+        }
         Targets::from_str(&self.filter)
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -156,10 +159,10 @@ impl FormatTime for VirtualTime {
 pub(crate) fn install(
     config: &LogConfig,
 ) -> Option<(Arc<Capture>, tracing::subscriber::DefaultGuard)> {
-    let targets = Targets::from_str(&config.filter).ok()?;
-    if config.filter.trim().eq_ignore_ascii_case("off") {
+    if config.is_off() {
         return None;
     }
+    let targets = Targets::from_str(&config.filter).ok()?;
     let capture = Arc::new(Capture {
         cap: config.lines,
         live: config.live,

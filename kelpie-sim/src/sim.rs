@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::{ConfigError, FailedRun, Failure, SimError};
@@ -129,6 +129,13 @@ impl State {
         summary.nodes = self.nodes.iter().map(|n| n.name.to_string()).collect();
         summary
     }
+
+    /// The summary, moving the recorded events out (for a finished run).
+    fn take_summary(&mut self) -> TraceSummary {
+        let mut summary = self.trace.take_summary();
+        summary.nodes = self.nodes.iter().map(|n| n.name.to_string()).collect();
+        summary
+    }
 }
 
 /// Everything one run shares: its seed, config, madsim handle and state.
@@ -228,6 +235,33 @@ impl World {
             st.trace.record(TraceEvent { at, node, kind });
         }
         fired
+    }
+
+    /// The report of the finished run, built on the seed thread (the trace's events are
+    /// moved out, not copied: the run is over). The caller fills in the wall time.
+    fn finish<T>(
+        &self,
+        result: Result<T, Failure>,
+        log: Vec<String>,
+    ) -> Result<RunReport<T>, Box<FailedRun>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(output) => Ok(RunReport {
+                output,
+                seed: self.seed,
+                virtual_time: last_event_time(&st),
+                trace: st.take_summary(),
+                faults: st.faults.stats(),
+                wall_time: Duration::ZERO,
+                sometimes: std::mem::take(&mut st.sometimes),
+                log,
+            }),
+            Err(failure) => {
+                let mut run = self.snapshot(failure, Some(&st));
+                run.log = log;
+                Err(Box::new(run))
+            }
+        }
     }
 
     fn snapshot(&self, failure: Failure, st: Option<&State>) -> FailedRun {
@@ -486,8 +520,10 @@ pub struct Simulation {
 }
 
 enum Msg<T> {
-    Started(Arc<World>),
-    Done(Result<T, Failure>, Vec<String>),
+    /// The finished run, built on the seed thread; the caller adds the wall time.
+    Done(Box<Result<RunReport<T>, Box<FailedRun>>>),
+    /// The runtime failed before the world existed.
+    Unstarted(Failure),
 }
 
 thread_local! {
@@ -635,6 +671,11 @@ impl Simulation {
         let log_config = config.log.clone();
         let wall_timeout = config.wall_timeout;
         let (tx, rx) = mpsc::channel::<Msg<T>>();
+        // The world, for the watchdog: a weak reference (the world is dropped on the seed
+        // thread, where freeing is cheaper), left in a slot rather than sent, so that the
+        // waiting thread is woken once per run, by the result.
+        let started: Arc<OnceLock<Weak<World>>> = Arc::default();
+        let slot = started.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{SEED_THREAD_PREFIX}{seed}"))
             .spawn(move || {
@@ -645,12 +686,11 @@ impl Simulation {
                 // madsim's own limit, not a `timeout` future: a pending timeout timer would keep
                 // madsim from ever seeing that every task is blocked (a deadlock).
                 rt.set_time_limit(max_time);
-                let started = tx.clone();
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     rt.block_on(async move {
                         let world = World::new(config, plan, schedule);
                         CURRENT.with(|c| *c.borrow_mut() = Some(world.clone()));
-                        let _ = started.send(Msg::Started(world.clone()));
+                        let _ = slot.set(Arc::downgrade(&world));
                         let env = SimEnv {
                             world: world.clone(),
                             node: NodeId::MAIN,
@@ -679,42 +719,46 @@ impl Simulation {
                         }
                     }
                 };
-                CURRENT.with(|c| c.borrow_mut().take());
-                let lines = log
+                let world = CURRENT.with(|c| c.borrow_mut().take());
+                let log = log
                     .as_ref()
                     .map(|(capture, _)| capture.take())
                     .unwrap_or_default();
-                let _ = tx.send(Msg::Done(result, lines));
+                let msg = match world.as_deref() {
+                    Some(world) => Msg::Done(Box::new(world.finish(result, log))),
+                    // Only if the runtime failed before the body's first poll.
+                    None => Msg::Unstarted(match result {
+                        Ok(_) => Failure::Panic {
+                            message: "the run ended before it started".to_string(),
+                        },
+                        Err(failure) => failure,
+                    }),
+                };
                 // Dropping the runtime drops the remaining tasks; a panic there is not ours.
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt)));
+                drop(world);
+                let _ = tx.send(msg);
             })
             .expect("failed to spawn a seed thread");
 
-        let mut world: Option<Arc<World>> = None;
-        let result = loop {
-            let left = wall_timeout.saturating_sub(wall_start.elapsed());
-            match rx.recv_timeout(left) {
-                Ok(Msg::Started(w)) => world = Some(w),
-                Ok(Msg::Done(result, lines)) => break Some((result, lines)),
-                Err(mpsc::RecvTimeoutError::Timeout) => break None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    break Some((
-                        Err(Failure::Panic {
-                            message: "the seed thread died before reporting".to_string(),
-                        }),
-                        Vec::new(),
-                    ))
-                }
+        let result = match rx.recv_timeout(wall_timeout) {
+            Ok(Msg::Done(result)) => Some(*result),
+            Ok(Msg::Unstarted(failure)) => Some(Err(self.unstarted(failure))),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Some(Err(self.unstarted(Failure::Panic {
+                    message: "the seed thread died before reporting".to_string(),
+                })))
             }
         };
-        let Some((result, log)) = result else {
+        let Some(result) = result else {
             // The seed thread is stuck: flag it (our APIs panic once it calls them, which
             // unwinds it) and give it a moment to unwind; a thread that never calls us again
             // cannot be killed and is left behind. Report what the world recorded so far.
             let failure = Failure::WallTimeout {
                 limit: wall_timeout,
             };
-            let run = match &world {
+            let run = match started.get().and_then(Weak::upgrade) {
                 Some(w) => {
                     w.abort.store(true, Ordering::Relaxed);
                     let unwound = matches!(rx.recv_timeout(WATCHDOG_GRACE), Ok(Msg::Done(..)));
@@ -725,40 +769,32 @@ impl Simulation {
                     };
                     w.snapshot(failure, st.as_deref())
                 }
-                None => FailedRun {
-                    seed,
-                    failure,
-                    virtual_time: Duration::ZERO,
-                    trace: empty_summary(),
-                    plan: self.faults.iter().map(ToString::to_string).collect(),
-                    faults: FaultStats::default(),
-                    sometimes: BTreeMap::new(),
-                    log: Vec::new(),
-                },
+                None => *self.unstarted(failure),
             };
             return Err(SimError::Failed(Box::new(run)));
         };
         let _ = thread.join();
-        let world = world.expect("a finished run has started");
-        let st = world.state.lock().unwrap_or_else(|e| e.into_inner());
         match result {
-            Ok(output) => Ok(RunReport {
-                output,
-                seed,
-                trace: st.summary(),
-                faults: st.faults.stats(),
-                virtual_time: last_event_time(&st),
-                wall_time: wall_start.elapsed(),
-                sometimes: st.sometimes.clone(),
-                log,
-            }),
-            Err(failure) => {
-                let mut run = world.snapshot(failure, Some(&st));
-                run.virtual_time = last_event_time(&st);
-                run.log = log;
-                Err(SimError::Failed(Box::new(run)))
+            Ok(mut report) => {
+                report.wall_time = wall_start.elapsed();
+                Ok(report)
             }
+            Err(run) => Err(SimError::Failed(run)),
         }
+    }
+
+    /// The report of a run whose world never existed (or is gone).
+    fn unstarted(&self, failure: Failure) -> Box<FailedRun> {
+        Box::new(FailedRun {
+            seed: self.config.seed,
+            failure,
+            virtual_time: Duration::ZERO,
+            trace: empty_summary(),
+            plan: self.faults.iter().map(ToString::to_string).collect(),
+            faults: FaultStats::default(),
+            sometimes: BTreeMap::new(),
+            log: Vec::new(),
+        })
     }
 
     /// Runs `body` twice for this seed, keeping every trace event, and compares the traces. On a

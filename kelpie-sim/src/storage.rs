@@ -10,6 +10,8 @@
 //! corrupted reads flip a bit, a lost fsync reports success and persists nothing.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fault::{FaultKind, OpKind};
@@ -46,92 +48,126 @@ pub enum StorageError {
     NodeDown,
 }
 
-/// One node's disk.
+/// A key as the disk stores it, shared with the trace events that name it (one allocation
+/// per key, not one per write and event).
+pub(crate) type Key = Arc<[u8]>;
+
+/// One key's state on a disk.
+#[derive(Default)]
+struct Slot {
+    /// The synced value.
+    durable: Option<Vec<u8>>,
+    /// An unsynced write; `Some(None)` is an unsynced delete.
+    volatile: Option<Option<Vec<u8>>>,
+    /// Version of the last write (for optimistic transactions). Kept after a delete, so that
+    /// a delete and a re-create between a read and a commit still conflict.
+    version: u64,
+}
+
+impl Slot {
+    fn visible(&self) -> Option<&Vec<u8>> {
+        match &self.volatile {
+            Some(v) => v.as_ref(),
+            None => self.durable.as_ref(),
+        }
+    }
+}
+
+/// One node's disk: one ordered map of keys to their durable value, unsynced write and
+/// version.
+#[derive(Default)]
 pub(crate) struct Disk {
-    durable: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// Unsynced writes; `None` is an unsynced delete.
-    volatile: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Version of the last write of each key (for optimistic transactions).
-    versions: BTreeMap<Vec<u8>, u64>,
+    slots: BTreeMap<Key, Slot>,
+    /// Keys written since the last sync or crash (a key at most once while its write is
+    /// unsynced; a transaction may since have made it durable).
+    dirty: Vec<Key>,
     version: u64,
 }
 
 impl Disk {
     pub(crate) fn new() -> Self {
-        Disk {
-            durable: BTreeMap::new(),
-            volatile: BTreeMap::new(),
-            versions: BTreeMap::new(),
-            version: 0,
-        }
+        Disk::default()
     }
 
     /// A crash: the unsynced writes are lost.
     pub(crate) fn crash(&mut self) {
-        self.volatile.clear();
-    }
-
-    fn read(&self, key: &[u8]) -> Option<Vec<u8>> {
-        match self.volatile.get(key) {
-            Some(v) => v.clone(),
-            None => self.durable.get(key).cloned(),
+        for k in self.dirty.drain(..) {
+            if let Some(slot) = self.slots.get_mut(&*k) {
+                slot.volatile = None;
+            }
         }
     }
 
-    fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+    /// The stored key equal to `key`, if any (to share it, not copy it).
+    fn key(&self, key: &[u8]) -> Option<Key> {
+        self.slots.get_key_value(key).map(|(k, _)| k.clone())
+    }
+
+    /// The slot of `key`, created if new; with the stored key.
+    fn slot(&mut self, key: &[u8]) -> (Key, &mut Slot) {
+        let k = self.key(key).unwrap_or_else(|| Key::from(key));
+        let slot = self.slots.entry(k.clone()).or_default();
+        (k, slot)
+    }
+
+    fn read(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.slots.get(key).and_then(Slot::visible).cloned()
+    }
+
+    /// An unsynced write (`None` deletes); returns the stored key.
+    fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) -> Key {
         self.version += 1;
-        self.versions.insert(key.to_vec(), self.version);
-        self.volatile.insert(key.to_vec(), value);
+        let version = self.version;
+        let (k, slot) = self.slot(key);
+        slot.version = version;
+        if slot.volatile.replace(value).is_none() {
+            self.dirty.push(k.clone());
+        }
+        k
     }
 
     fn write_durable(&mut self, key: &[u8], value: Option<Vec<u8>>) {
         self.version += 1;
-        self.versions.insert(key.to_vec(), self.version);
-        self.volatile.remove(key);
-        match value {
-            Some(v) => self.durable.insert(key.to_vec(), v),
-            None => self.durable.remove(key),
-        };
+        let version = self.version;
+        let (_, slot) = self.slot(key);
+        slot.version = version;
+        slot.volatile = None;
+        slot.durable = value;
     }
 
     fn version_of(&self, key: &[u8]) -> u64 {
-        self.versions.get(key).copied().unwrap_or(0)
+        self.slots.get(key).map_or(0, |s| s.version)
     }
 
     fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut merged: BTreeMap<&[u8], Option<&Vec<u8>>> = BTreeMap::new();
-        for (k, v) in self
-            .durable
-            .range(prefix.to_vec()..)
+        self.slots
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
-        {
-            merged.insert(k, Some(v));
-        }
-        for (k, v) in self
-            .volatile
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-        {
-            merged.insert(k, v.as_ref());
-        }
-        merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k.to_vec(), v.clone())))
+            .filter_map(|(k, slot)| slot.visible().map(|v| (k.to_vec(), v.clone())))
             .collect()
     }
 
     fn sync(&mut self) {
-        for (k, v) in std::mem::take(&mut self.volatile) {
-            match v {
-                Some(v) => self.durable.insert(k, v),
-                None => self.durable.remove(&k),
-            };
+        for k in self.dirty.drain(..) {
+            if let Some(slot) = self.slots.get_mut(&*k) {
+                if let Some(v) = slot.volatile.take() {
+                    slot.durable = v;
+                }
+            }
         }
     }
 
+    fn unsynced_len(&self) -> usize {
+        self.slots.values().filter(|s| s.volatile.is_some()).count()
+    }
+
     /// Keys with any value, in order (targets of misdirected writes).
-    fn keys(&self) -> Vec<Vec<u8>> {
-        self.scan(b"").into_iter().map(|(k, _)| k).collect()
+    fn keys(&self) -> Vec<Key> {
+        self.slots
+            .iter()
+            .filter(|(_, slot)| slot.visible().is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 
@@ -188,15 +224,18 @@ impl SimStorage {
         Ok(d)
     }
 
-    fn trace(&self, st: &mut State, op: OpKind, key: &[u8], value: Option<&[u8]>, ok: bool) {
+    /// `key` as a [`Key`]: the disk's own if it has the key, else a new one.
+    fn key_of(&self, st: &State, key: &[u8]) -> Key {
+        st.disks[self.node().index()]
+            .key(key)
+            .unwrap_or_else(|| Key::from(key))
+    }
+
+    /// Records a storage event. `key` is shared with the disk when the disk has it.
+    fn trace(&self, st: &mut State, op: OpKind, key: Key, value: Option<&[u8]>, ok: bool) {
         let at = self.world().elapsed();
         let value = value.map_or(0, |v| stable_hash(v) | 1);
-        let kind = EventKind::Storage {
-            op,
-            key: key.to_vec(),
-            value,
-            ok,
-        };
+        let kind = EventKind::Storage { op, key, value, ok };
         st.trace.record(TraceEvent {
             at,
             node: self.node(),
@@ -210,7 +249,8 @@ impl SimStorage {
         let d = self.begin(OpKind::Get, Some(key)).await?;
         let mut st = self.world().lock();
         if d.has(FaultKind::StorageReadFail).is_some() {
-            self.trace(&mut st, OpKind::Get, key, None, false);
+            let k = self.key_of(&st, key);
+            self.trace(&mut st, OpKind::Get, k, None, false);
             return Err(StorageError::Io { op: "get" });
         }
         let mut value = st.disks[self.node().index()].read(key);
@@ -220,7 +260,8 @@ impl SimStorage {
                 v[(bit / 8) as usize] ^= 1 << (bit % 8);
             }
         }
-        self.trace(&mut st, OpKind::Get, key, value.as_deref(), true);
+        let k = self.key_of(&st, key);
+        self.trace(&mut st, OpKind::Get, k, value.as_deref(), true);
         Ok(value)
     }
 
@@ -234,22 +275,24 @@ impl SimStorage {
         let d = self.begin(OpKind::Set, Some(key)).await?;
         let mut st = self.world().lock();
         if let Some(err) = write_error(&d) {
-            self.trace(&mut st, OpKind::Set, key, Some(value), false);
+            let k = self.key_of(&st, key);
+            self.trace(&mut st, OpKind::Set, k, Some(value), false);
             return Err(err);
         }
         let node = self.node().index();
         if let Some(i) = d.has(FaultKind::StorageMisdirectedWrite) {
-            let others: Vec<Vec<u8>> = st.disks[node]
+            let others: Vec<Key> = st.disks[node]
                 .keys()
                 .into_iter()
-                .filter(|k| k.as_slice() != key)
+                .filter(|k| **k != *key)
                 .collect();
             if !others.is_empty() {
                 let pick = st.faults.draw(i, 0..others.len() as u64) as usize;
                 st.disks[node].write(&others[pick], Some(value.to_vec()));
             }
             // Reported as success: the disk believes it wrote `key`.
-            self.trace(&mut st, OpKind::Set, key, Some(value), true);
+            let k = self.key_of(&st, key);
+            self.trace(&mut st, OpKind::Set, k, Some(value), true);
             return Ok(());
         }
         let mut stored = value.to_vec();
@@ -261,8 +304,8 @@ impl SimStorage {
                 stored.extend_from_slice(&old[cut..]);
             }
         }
-        st.disks[node].write(key, Some(stored));
-        self.trace(&mut st, OpKind::Set, key, Some(value), true);
+        let k = st.disks[node].write(key, Some(stored));
+        self.trace(&mut st, OpKind::Set, k, Some(value), true);
         Ok(())
     }
 
@@ -272,11 +315,12 @@ impl SimStorage {
         let d = self.begin(OpKind::Delete, Some(key)).await?;
         let mut st = self.world().lock();
         if let Some(err) = write_error(&d) {
-            self.trace(&mut st, OpKind::Delete, key, None, false);
+            let k = self.key_of(&st, key);
+            self.trace(&mut st, OpKind::Delete, k, None, false);
             return Err(err);
         }
-        st.disks[self.node().index()].write(key, None);
-        self.trace(&mut st, OpKind::Delete, key, None, true);
+        let k = st.disks[self.node().index()].write(key, None);
+        self.trace(&mut st, OpKind::Delete, k, None, true);
         Ok(())
     }
 
@@ -289,7 +333,8 @@ impl SimStorage {
         let d = self.begin(OpKind::Scan, Some(prefix)).await?;
         let mut st = self.world().lock();
         if d.has(FaultKind::StorageReadFail).is_some() {
-            self.trace(&mut st, OpKind::Scan, prefix, None, false);
+            let k = self.key_of(&st, prefix);
+            self.trace(&mut st, OpKind::Scan, k, None, false);
             return Err(StorageError::Io { op: "scan" });
         }
         let mut rows = st.disks[self.node().index()].scan(prefix);
@@ -308,13 +353,8 @@ impl SimStorage {
             }
         }
         let digest = stable_hash(&rows);
-        self.trace(
-            &mut st,
-            OpKind::Scan,
-            prefix,
-            Some(&digest.to_le_bytes()),
-            true,
-        );
+        let k = self.key_of(&st, prefix);
+        self.trace(&mut st, OpKind::Scan, k, Some(&digest.to_le_bytes()), true);
         Ok(rows)
     }
 
@@ -326,7 +366,7 @@ impl SimStorage {
         if d.has(FaultKind::StorageFsyncLoss).is_none() {
             st.disks[self.node().index()].sync();
         }
-        self.trace(&mut st, OpKind::Sync, b"", None, true);
+        self.trace(&mut st, OpKind::Sync, no_key(), None, true);
         Ok(())
     }
 
@@ -341,10 +381,14 @@ impl SimStorage {
 
     /// Number of writes not yet synced (for tests of crash semantics).
     pub fn unsynced_len(&self) -> usize {
-        self.world().lock().disks[self.node().index()]
-            .volatile
-            .len()
+        self.world().lock().disks[self.node().index()].unsynced_len()
     }
+}
+
+/// The key of events about no key (sync, commit): one shared empty key.
+fn no_key() -> Key {
+    static EMPTY: std::sync::LazyLock<Key> = std::sync::LazyLock::new(|| Key::from(&b""[..]));
+    EMPTY.clone()
 }
 
 fn write_error(d: &Decided) -> Option<StorageError> {
@@ -400,13 +444,13 @@ impl Transaction {
         let node = s.node();
         let mut st = s.world().lock();
         if let Some(err) = write_error(&d) {
-            s.trace(&mut st, OpKind::Commit, b"", None, false);
+            s.trace(&mut st, OpKind::Commit, no_key(), None, false);
             return Err(err);
         }
         let disk = &st.disks[node.index()];
         if let Some((key, _)) = self.reads.iter().find(|(k, v)| disk.version_of(k) != **v) {
             let key = String::from_utf8_lossy(key).into_owned();
-            s.trace(&mut st, OpKind::Commit, b"", None, false);
+            s.trace(&mut st, OpKind::Commit, no_key(), None, false);
             return Err(StorageError::Conflict { key });
         }
         let crash = d.has(FaultKind::CrashDuringTransaction);
@@ -423,7 +467,7 @@ impl Transaction {
         s.trace(
             &mut st,
             OpKind::Commit,
-            b"",
+            no_key(),
             Some(&digest.to_le_bytes()),
             crash.is_none(),
         );
@@ -442,5 +486,88 @@ impl Transaction {
             return Err(StorageError::Crashed);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn val(v: &str) -> Option<Vec<u8>> {
+        Some(v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn crash_loses_exactly_the_unsynced_writes_and_deletes() {
+        let mut d = Disk::new();
+        d.write(b"a", val("1"));
+        d.write(b"b", val("1"));
+        d.sync();
+        d.write(b"a", val("2"));
+        d.write(b"b", None);
+        d.write(b"c", val("1"));
+        assert_eq!(d.unsynced_len(), 3);
+        assert_eq!((d.read(b"a"), d.read(b"b")), (val("2"), None));
+        d.crash();
+        assert_eq!(d.unsynced_len(), 0);
+        assert_eq!(
+            (d.read(b"a"), d.read(b"b"), d.read(b"c")),
+            (val("1"), val("1"), None)
+        );
+    }
+
+    #[test]
+    fn a_durable_write_between_unsynced_ones_is_counted_and_kept_once() {
+        let mut d = Disk::new();
+        d.write(b"k", val("1"));
+        d.write_durable(b"k", val("2"));
+        d.write(b"k", val("3"));
+        assert_eq!(d.unsynced_len(), 1);
+        d.crash();
+        assert_eq!(d.read(b"k"), val("2"));
+        d.write(b"k", val("4"));
+        d.sync();
+        d.crash();
+        assert_eq!(d.read(b"k"), val("4"));
+    }
+
+    #[test]
+    fn versions_survive_deletes_so_a_recreated_key_still_conflicts() {
+        let mut d = Disk::new();
+        d.write(b"k", val("1"));
+        let seen = d.version_of(b"k");
+        d.write(b"k", None);
+        d.write(b"k", val("1"));
+        assert_ne!(d.version_of(b"k"), seen);
+        assert_eq!(d.version_of(b"never"), 0);
+    }
+
+    #[test]
+    fn scan_shows_the_visible_values_under_the_prefix_in_order() {
+        let mut d = Disk::new();
+        for k in ["p/b", "p/a", "p/c", "q", "p"] {
+            d.write(k.as_bytes(), val(k));
+        }
+        d.sync();
+        d.write(b"p/c", None);
+        d.write(b"p/a", val("new"));
+        let keys: Vec<(String, String)> = d
+            .scan(b"p/")
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(
+            keys,
+            [("p/a".into(), "new".into()), ("p/b".into(), "p/b".into())]
+        );
+        assert_eq!(d.keys().len(), 4, "deleted keys are not targets");
+    }
+
+    #[test]
+    fn the_trace_shares_the_disk_key() {
+        let mut d = Disk::new();
+        let first = d.write(b"k", val("1"));
+        let again = d.write(b"k", val("2"));
+        assert!(Arc::ptr_eq(&first, &again));
     }
 }

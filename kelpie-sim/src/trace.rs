@@ -128,8 +128,8 @@ pub enum EventKind {
     Storage {
         /// Which operation.
         op: OpKind,
-        /// The key (or prefix, for a scan; empty for commit and sync).
-        key: Vec<u8>,
+        /// The key (or prefix, for a scan; empty for commit and sync), shared with the disk.
+        key: Arc<[u8]>,
         /// Hash of the value written or read (`0` for none).
         value: u64,
         /// Whether it succeeded.
@@ -306,6 +306,17 @@ impl Trace {
             len: self.len,
             tail: self.tail.iter().cloned().collect(),
             full: self.full.clone(),
+        }
+    }
+
+    /// The summary, moving the events out (the recorder is left empty).
+    pub(crate) fn take_summary(&mut self) -> TraceSummary {
+        TraceSummary {
+            nodes: Vec::new(),
+            hash: self.hash,
+            len: self.len,
+            tail: std::mem::take(&mut self.tail).into(),
+            full: self.full.take(),
         }
     }
 }
