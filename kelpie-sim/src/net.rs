@@ -11,15 +11,14 @@
 //! queued messages; messages to a down node are dropped.
 
 use std::any::{Any, TypeId};
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::future::Future as _;
 use std::hash::Hash;
-use std::marker::PhantomData;
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
-
-use tokio::sync::mpsc;
 
 use crate::fault::{FaultKind, OpKind};
 use crate::node::{NodeId, NodeStatus};
@@ -37,34 +36,109 @@ struct Envelope<M> {
 /// Hands one message (all its copies) to its receiver, or drops it.
 type Delivery = Box<dyn FnOnce(&mut State, Duration) + Send>;
 
+/// A message in flight, ordered for a min-heap by delivery time, then send order.
+struct InFlight {
+    at: Duration,
+    id: u64,
+    deliver: Delivery,
+}
+
+impl InFlight {
+    fn key(&self) -> (Duration, u64) {
+        (self.at, self.id)
+    }
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for InFlight {}
+
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InFlight {
+    /// Reversed: `BinaryHeap` is a max-heap, the earliest delivery must be on top.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key().cmp(&self.key())
+    }
+}
+
+/// One endpoint's queue of delivered messages and the tasks waiting on it.
+struct Mailbox<M> {
+    queue: VecDeque<Envelope<M>>,
+    waiters: Vec<Waker>,
+    /// Replaced by a new binding, or its node was killed: `recv` returns `None`.
+    closed: bool,
+}
+
+type SharedMailbox<M> = Arc<Mutex<Mailbox<M>>>;
+
+fn lock_mailbox<M>(mailbox: &SharedMailbox<M>) -> MutexGuard<'_, Mailbox<M>> {
+    mailbox.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The network's side of a bound endpoint. Dropping it (a new binding, the node killed)
+/// closes the mailbox: queued messages are lost, waiting receivers get `None`.
+struct Inbox<M>(SharedMailbox<M>);
+
+impl<M> Inbox<M> {
+    /// Queues a message and wakes every waiting receiver (each re-checks the queue, so a
+    /// receiver that stopped waiting cannot swallow the wake-up).
+    /// Waking only schedules the tasks (madsim polls them later), so it is done under the
+    /// lock, keeping the waiter list's allocation.
+    fn push(&self, envelope: Envelope<M>) {
+        let mut mb = lock_mailbox(&self.0);
+        mb.queue.push_back(envelope);
+        mb.waiters.drain(..).for_each(Waker::wake);
+    }
+}
+
+impl<M> Drop for Inbox<M> {
+    fn drop(&mut self) {
+        let mut mb = lock_mailbox(&self.0);
+        mb.closed = true;
+        mb.queue.clear();
+        mb.waiters.drain(..).for_each(Waker::wake);
+    }
+}
+
 /// Network state of one run.
 pub(crate) struct NetState {
     rng: SimRng,
+    /// Base latency range in nanoseconds ([`SimConfig::net_latency`](crate::SimConfig)).
+    latency_ns: Range<u64>,
     next_msg: u64,
     /// Cut links, with how many partitions cut each (a link heals when all have healed).
     cuts: BTreeMap<(NodeId, NodeId), u32>,
     /// Delivery time of the last message on each link, for FIFO order.
     last_delivery: BTreeMap<(NodeId, NodeId), Duration>,
-    /// Messages in flight per link, in FIFO order, with their delivery time. A delivery timer
-    /// flushes its link's queue up to now, so that timers firing in the same instant (in
-    /// madsim's random order) still deliver in order.
-    in_flight: BTreeMap<(Duration, u64), Delivery>,
+    /// Messages in flight, earliest delivery (then earliest sent) on top.
+    in_flight: BinaryHeap<InFlight>,
     /// Whether the delivery pump runs (started by the first send).
     pump: bool,
     /// The pump's waker while it waits: woken when a message is due earlier than it sleeps.
     pump_waker: Option<Waker>,
-    /// Bound endpoints: (node, message type) -> `mpsc::UnboundedSender<Envelope<M>>`.
+    /// Bound endpoints: (node, message type) -> `Inbox<M>`.
     mailboxes: BTreeMap<(NodeId, TypeId), Box<dyn Any + Send>>,
 }
 
 impl NetState {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64, latency: &Range<Duration>) -> Self {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         NetState {
             rng: SimRng::stream(seed, "network", 0),
+            latency_ns: ns(latency.start)..ns(latency.end),
             next_msg: 0,
             cuts: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
+            in_flight: BinaryHeap::new(),
             pump: false,
             pump_waker: None,
             mailboxes: BTreeMap::new(),
@@ -188,18 +262,24 @@ impl SimNetwork {
     /// Binds this node's endpoint for messages of type `M`, replacing an earlier binding (whose
     /// queued messages are lost). A restarted node binds again in its init closure.
     pub fn endpoint<M: Hash + Clone + Send + 'static>(&self) -> Endpoint<M> {
-        let (tx, rx) = mpsc::unbounded_channel::<Envelope<M>>();
+        let mailbox: SharedMailbox<M> = Arc::new(Mutex::new(Mailbox {
+            queue: VecDeque::new(),
+            waiters: Vec::new(),
+            closed: false,
+        }));
         let key = (self.env.node, TypeId::of::<M>());
-        self.env
+        let old = self
+            .env
             .world
             .lock()
             .net
             .mailboxes
-            .insert(key, Box::new(tx));
+            .insert(key, Box::new(Inbox(mailbox.clone())));
+        // Closed outside the world's lock: closing wakes the old endpoint's receivers.
+        drop(old);
         Endpoint {
             env: self.env.clone(),
-            rx: tokio::sync::Mutex::new(rx),
-            _m: PhantomData,
+            mailbox,
         }
     }
 
@@ -229,12 +309,23 @@ impl SimNetwork {
     }
 }
 
-/// A node's mailbox for messages of type `M`, and its way to send them.
-#[derive(Debug)]
+/// A node's mailbox for messages of type `M`, and its way to send them. Any number of tasks
+/// may wait in [`Endpoint::recv`] at once; each message goes to one of them.
 pub struct Endpoint<M> {
     env: SimEnv,
-    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Envelope<M>>>,
-    _m: PhantomData<fn() -> M>,
+    mailbox: SharedMailbox<M>,
+}
+
+impl<M> std::fmt::Debug for Endpoint<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = lock_mailbox(&self.mailbox);
+        f.debug_struct("Endpoint")
+            .field("node", &self.env.node)
+            .field("message", &std::any::type_name::<M>())
+            .field("queued", &mb.queue.len())
+            .field("closed", &mb.closed)
+            .finish()
+    }
 }
 
 impl<M: Hash + Clone + Send + 'static> Endpoint<M> {
@@ -252,14 +343,26 @@ impl<M: Hash + Clone + Send + 'static> Endpoint<M> {
     /// The next message, with its sender. `None` once this endpoint was replaced or its node
     /// killed.
     pub async fn recv(&self) -> Option<(NodeId, M)> {
-        let env = self.rx.lock().await.recv().await?;
-        Some((env.from, env.msg))
+        std::future::poll_fn(|cx| {
+            let mut mb = lock_mailbox(&self.mailbox);
+            if let Some(e) = mb.queue.pop_front() {
+                return Poll::Ready(Some((e.from, e.msg)));
+            }
+            if mb.closed {
+                return Poll::Ready(None);
+            }
+            if !mb.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                mb.waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// The next message if one is queued.
     pub fn try_recv(&self) -> Option<(NodeId, M)> {
-        let mut rx = self.rx.try_lock().ok()?;
-        rx.try_recv().ok().map(|e| (e.from, e.msg))
+        let e = lock_mailbox(&self.mailbox).queue.pop_front()?;
+        Some((e.from, e.msg))
     }
 }
 
@@ -267,99 +370,85 @@ fn send<M: Hash + Clone + Send + 'static>(env: &SimEnv, to: NodeId, msg: M) {
     let world = &env.world;
     let from = env.node;
     crate::node::catch_up(world);
-    let fired = world.decide(OpKind::Send, from, None);
     let now = world.elapsed();
     let content = stable_hash(&msg);
-    let plan = {
-        let mut st = world.lock();
-        st.net.next_msg += 1;
-        let id = st.net.next_msg;
-        let cfg = &world.config.net_latency;
-        let span = (cfg.end - cfg.start).as_nanos() as u64;
-        let mut latency = cfg.start + Duration::from_nanos(st.net.rng.gen_range(0..span));
-        let mut hold_back = Duration::ZERO;
-        let mut copies = 1;
-        let mut lost = false;
-        for f in &fired {
-            let max = Duration::from_millis(f.spec.param("max_ms").unwrap_or(0).max(1));
-            let extra = |st: &mut crate::sim::State| {
-                Duration::from_nanos(st.faults.draw(f.index, 1..max.as_nanos() as u64 + 1))
-            };
-            match f.spec.kind() {
-                FaultKind::PacketLoss => lost = true,
-                FaultKind::NetworkDelay => latency += extra(&mut st),
-                FaultKind::MessageReorder => hold_back += extra(&mut st),
-                FaultKind::MessageDuplicate => copies = 2,
-                _ => {}
-            }
+    let mut st = world.lock();
+    let fired = world.decide_locked(&mut st, now, OpKind::Send, from, None);
+    st.net.next_msg += 1;
+    let id = st.net.next_msg;
+    let range = st.net.latency_ns.clone();
+    let mut latency =
+        Duration::from_nanos(range.start + st.net.rng.gen_range(0..range.end - range.start));
+    let mut hold_back = Duration::ZERO;
+    let mut copies = 1;
+    let mut lost = false;
+    for f in &fired {
+        let max = Duration::from_millis(f.spec.param("max_ms").unwrap_or(0).max(1));
+        let extra = |st: &mut State| {
+            Duration::from_nanos(st.faults.draw(f.index, 1..max.as_nanos() as u64 + 1))
+        };
+        match f.spec.kind() {
+            FaultKind::PacketLoss => lost = true,
+            FaultKind::NetworkDelay => latency += extra(&mut st),
+            FaultKind::MessageReorder => hold_back += extra(&mut st),
+            FaultKind::MessageDuplicate => copies = 2,
+            _ => {}
         }
-        let record = |st: &mut crate::sim::State, kind| {
-            st.trace.record(crate::trace::TraceEvent {
-                at: now,
-                node: from,
-                kind,
-            })
+    }
+    let record = |st: &mut State, kind| {
+        st.trace.record(crate::trace::TraceEvent {
+            at: now,
+            node: from,
+            kind,
+        })
+    };
+    record(
+        &mut st,
+        EventKind::Send {
+            to,
+            msg: id,
+            content,
+        },
+    );
+    if lost || st.net.is_cut(from, to) {
+        let reason = if lost {
+            DropReason::Loss
+        } else {
+            DropReason::Partition
         };
         record(
             &mut st,
-            EventKind::Send {
+            EventKind::Drop {
                 to,
                 msg: id,
-                content,
+                reason,
             },
         );
-        if lost || st.net.is_cut(from, to) {
-            let reason = if lost {
-                DropReason::Loss
-            } else {
-                DropReason::Partition
-            };
-            record(
-                &mut st,
-                EventKind::Drop {
-                    to,
-                    msg: id,
-                    reason,
-                },
-            );
-            None
-        } else {
-            // FIFO per link: never deliver before the previous message on this link. A held-back
-            // (reordered) message does not hold back the ones behind it.
-            let link = (from, to);
-            let earliest = st.net.last_delivery.get(&link).copied().unwrap_or_default();
-            let at = (now + latency).max(earliest + Duration::from_nanos(1));
-            st.net.last_delivery.insert(link, at);
-            Some((id, at + hold_back, copies))
-        }
-    };
-    let Some((id, at, copies)) = plan else {
         return;
-    };
-    let delivery: Delivery = Box::new(move |st, now| {
-        for _ in 0..copies {
+    }
+    // FIFO per link: never deliver before the previous message on this link. A held-back
+    // (reordered) message does not hold back the ones behind it.
+    let last = st.net.last_delivery.entry((from, to)).or_default();
+    let at = (now + latency).max(*last + Duration::from_nanos(1));
+    *last = at;
+    let at = at + hold_back;
+    let deliver: Delivery = Box::new(move |st, now| {
+        for _ in 1..copies {
             deliver(st, now, from, to, id, msg.clone());
         }
+        deliver(st, now, from, to, id, msg);
     });
     // One delivery pump per run hands every message over at its time, in (time, send order):
     // no task per message. FIFO per link holds because a link's delivery times only grow.
-    let (wake, start) = {
-        let mut st = world.lock();
-        let earlier = st
-            .net
-            .in_flight
-            .keys()
-            .next()
-            .is_none_or(|(first, _)| at < *first);
-        st.net.in_flight.insert((at, id), delivery);
-        let start = !std::mem::replace(&mut st.net.pump, true);
-        let wake = if earlier {
-            st.net.pump_waker.take()
-        } else {
-            None
-        };
-        (wake, start)
+    let earlier = st.net.in_flight.peek().is_none_or(|first| at < first.at);
+    st.net.in_flight.push(InFlight { at, id, deliver });
+    let start = !std::mem::replace(&mut st.net.pump, true);
+    let wake = if earlier {
+        st.net.pump_waker.take()
+    } else {
+        None
     };
+    drop(st);
     if start {
         start_pump(world);
     } else if let Some(waker) = wake {
@@ -379,7 +468,7 @@ fn start_pump(world: &Arc<World>) {
             std::future::poll_fn(|cx| {
                 let now = w.elapsed();
                 let mut st = w.lock();
-                let next = st.net.in_flight.keys().next().map(|(at, _)| *at);
+                let next = st.net.in_flight.peek().map(|m| m.at);
                 match next {
                     Some(at) if at <= now => return Poll::Ready(()),
                     _ => st.net.pump_waker = Some(cx.waker().clone()),
@@ -387,9 +476,7 @@ fn start_pump(world: &Arc<World>) {
                 drop(st);
                 let Some(at) = next else { return Poll::Pending };
                 if armed != Some(at) {
-                    timer
-                        .as_mut()
-                        .reset(madsim::time::Instant::now() + (at - now));
+                    timer.as_mut().reset(w.now_instant() + (at - now));
                     armed = Some(at);
                 }
                 timer.as_mut().poll(cx)
@@ -398,12 +485,9 @@ fn start_pump(world: &Arc<World>) {
             armed = None;
             let now = w.elapsed();
             let mut st = w.lock();
-            while let Some(entry) = st.net.in_flight.first_entry() {
-                if entry.key().0 > now {
-                    break;
-                }
-                let deliver = entry.remove();
-                deliver(&mut st, now);
+            while st.net.in_flight.peek().is_some_and(|m| m.at <= now) {
+                let m = st.net.in_flight.pop().expect("peeked");
+                (m.deliver)(&mut st, now);
             }
         }
     });
@@ -426,14 +510,17 @@ fn deliver<M: Send + 'static>(
     {
         Some(DropReason::Unreachable)
     } else {
-        let tx = st
+        let inbox = st
             .net
             .mailboxes
             .get(&(to, TypeId::of::<M>()))
-            .and_then(|b| b.downcast_ref::<mpsc::UnboundedSender<Envelope<M>>>());
-        match tx.map(|tx| tx.send(Envelope { from, msg })) {
-            Some(Ok(())) => None,
-            _ => Some(DropReason::Unreachable),
+            .and_then(|b| b.downcast_ref::<Inbox<M>>());
+        match inbox {
+            Some(inbox) => {
+                inbox.push(Envelope { from, msg });
+                None
+            }
+            None => Some(DropReason::Unreachable),
         }
     };
     let kind = match reason {

@@ -168,7 +168,7 @@ impl World {
             faults,
             nodes: vec![NodeState::main()],
             disks: vec![Disk::new()],
-            net: NetState::new(seed),
+            net: NetState::new(seed, &config.net_latency),
             next_task: 0,
             ended_at: None,
             next_tick: config.fault_tick,
@@ -217,10 +217,26 @@ impl World {
         self.lock().trace.record(TraceEvent { at, node, kind });
     }
 
+    /// madsim's clock now (to arm a madsim timer for a virtual time from [`World::elapsed`]).
+    pub(crate) fn now_instant(&self) -> std::time::Instant {
+        self.time.now_instant()
+    }
+
     /// Considers the faults that apply to `op` on `node` and traces those that fired.
     pub(crate) fn decide(&self, op: OpKind, node: NodeId, key: Option<&[u8]>) -> Vec<Fired> {
         let at = self.elapsed();
-        let mut st = self.lock();
+        self.decide_locked(&mut self.lock(), at, op, node, key)
+    }
+
+    /// [`World::decide`] under a lock the caller holds, at virtual time `at`.
+    pub(crate) fn decide_locked(
+        &self,
+        st: &mut State,
+        at: Duration,
+        op: OpKind,
+        node: NodeId,
+        key: Option<&[u8]>,
+    ) -> Vec<Fired> {
         if !st.faults.any_for(op) {
             return Vec::new();
         }

@@ -6,7 +6,6 @@
 //! message was sent to whom. A divergence that touches no random draw is still caught, and
 //! [`first_divergence`] names the first event where two runs differ.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -263,7 +262,9 @@ pub enum TraceMode {
 pub(crate) struct Trace {
     hash: u64,
     len: u64,
-    tail: VecDeque<TraceEvent>,
+    /// The last `tail_cap` events, a ring: once full, `oldest` is the next slot overwritten.
+    tail: Vec<TraceEvent>,
+    oldest: usize,
     tail_cap: usize,
     full: Option<Vec<TraceEvent>>,
 }
@@ -273,7 +274,8 @@ impl Trace {
         Trace {
             hash: 0,
             len: 0,
-            tail: VecDeque::with_capacity(tail_cap),
+            tail: Vec::with_capacity(tail_cap),
+            oldest: 0,
             tail_cap,
             full: (mode == TraceMode::Full).then(Vec::new),
         }
@@ -285,37 +287,44 @@ impl Trace {
         if let Some(full) = &mut self.full {
             full.push(event.clone());
         }
-        if self.tail_cap > 0 {
-            if self.tail.len() == self.tail_cap {
-                self.tail.pop_front();
-            }
-            self.tail.push_back(event);
+        if self.tail.len() < self.tail_cap {
+            self.tail.push(event);
+        } else if self.tail_cap > 0 {
+            self.tail[self.oldest] = event;
+            self.oldest = (self.oldest + 1) % self.tail_cap;
         }
     }
 
     /// Virtual time of the last event (zero if none).
     pub(crate) fn last_time(&self) -> Duration {
-        self.tail.back().map_or(Duration::ZERO, |e| e.at)
+        let newest = match self.oldest {
+            0 => self.tail.last(),
+            i => self.tail.get(i - 1),
+        };
+        newest.map_or(Duration::ZERO, |e| e.at)
     }
 
     /// The summary; node names are filled in by the caller, which knows them.
     pub(crate) fn summary(&self) -> TraceSummary {
+        let (newer, older) = self.tail.split_at(self.oldest);
         TraceSummary {
             nodes: Vec::new(),
             hash: self.hash,
             len: self.len,
-            tail: self.tail.iter().cloned().collect(),
+            tail: older.iter().chain(newer).cloned().collect(),
             full: self.full.clone(),
         }
     }
 
     /// The summary, moving the events out (the recorder is left empty).
     pub(crate) fn take_summary(&mut self) -> TraceSummary {
+        let mut tail = std::mem::take(&mut self.tail);
+        tail.rotate_left(std::mem::take(&mut self.oldest));
         TraceSummary {
             nodes: Vec::new(),
             hash: self.hash,
             len: self.len,
-            tail: std::mem::take(&mut self.tail).into(),
+            tail,
             full: self.full.take(),
         }
     }
@@ -376,6 +385,10 @@ mod tests {
         assert_ne!(run(&["a"]), run(&["a", "a"]));
     }
 
+    fn t_tail(at: &[u64]) -> Vec<TraceEvent> {
+        at.iter().map(|&i| ev(i, "x")).collect()
+    }
+
     #[test]
     fn tail_keeps_the_last_events() {
         let mut t = Trace::new(TraceMode::Tail, 2);
@@ -389,6 +402,20 @@ mod tests {
             [3, 4]
         );
         assert!(s.full.is_none());
+        assert_eq!(t.last_time(), Duration::from_millis(4));
+        for i in 5..8 {
+            t.record(ev(i, "x"));
+            let newest = t
+                .summary()
+                .tail
+                .iter()
+                .map(|e| e.at.as_millis())
+                .collect::<Vec<_>>();
+            assert_eq!(newest, [i as u128 - 1, i as u128]);
+            assert_eq!(t.last_time(), Duration::from_millis(i));
+        }
+        assert_eq!(t.take_summary().tail, t_tail(&[6, 7]));
+        assert!(Trace::new(TraceMode::Tail, 0).summary().tail.is_empty());
     }
 
     #[test]
