@@ -64,6 +64,21 @@ fn pause(t: u64, i: u64) -> Duration {
     Duration::from_micros(1 + (t * 7 + i * 13) % 50)
 }
 
+// ---- workload 0: an empty body (the per-seed setup and teardown alone) --------------------
+
+fn empty_raw(seed: u64) {
+    std::thread::spawn(move || {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(async {});
+    })
+    .join()
+    .unwrap();
+}
+
+fn empty(_env: SimEnv) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(async {})
+}
+
 // ---- workload 1: ten tasks that sleep and write ------------------------------------------
 
 fn toy_raw(seed: u64) {
@@ -259,6 +274,8 @@ fn row(name: &str, (rate, mem): (f64, usize), base: Option<f64>) {
 fn only(variant: &str, seeds: u64) {
     for s in 0..seeds {
         match variant {
+            "empty-raw" => empty_raw(s),
+            "empty" => drop(kelpie_run(s, empty, &[])),
             "toy-raw" => toy_raw(s),
             "toy" => drop(kelpie_run(s, toy, &[])),
             "toy-faults" => drop(kelpie_run(s, toy, &toy_faults())),
@@ -266,7 +283,7 @@ fn only(variant: &str, seeds: u64) {
             "ring" => drop(kelpie_run(s, ring, &[])),
             "ring-faults" => drop(kelpie_run(s, ring, &ring_faults())),
             other => {
-                eprintln!("error: unknown variant {other} (toy-raw, toy, toy-faults, ring-raw, ring, ring-faults)");
+                eprintln!("error: unknown variant {other} (empty-raw, empty, toy-raw, toy, toy-faults, ring-raw, ring, ring-faults)");
                 std::process::exit(2);
             }
         }

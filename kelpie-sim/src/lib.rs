@@ -40,8 +40,10 @@ mod net;
 mod node;
 #[cfg(madsim)]
 mod rng;
+
 #[cfg(madsim)]
 pub mod runner;
+mod seed_thread;
 #[cfg(madsim)]
 mod sim;
 #[cfg(madsim)]

@@ -6,7 +6,6 @@ use std::future::Future;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use crate::log::LogConfig;
 use crate::net::NetState;
 use crate::node::{NodeId, NodeState};
 use crate::rng::{RngHandle, SimRng};
+use crate::seed_thread::SeedThread;
 use crate::storage::Disk;
 use crate::trace::{first_divergence, EventKind, Trace, TraceEvent, TraceMode, TraceSummary};
 
@@ -356,7 +356,7 @@ impl SimEnv {
 
     /// Sleeps for `duration` of virtual time; the timer firing is traced.
     pub async fn sleep(&self, duration: Duration) {
-        madsim::time::sleep(duration).await;
+        self.world.time.sleep(duration).await;
         crate::node::catch_up(&self.world);
         self.world
             .record(self.node, EventKind::Timer { slept: duration });
@@ -539,15 +539,15 @@ enum Msg<T> {
     /// The finished run, built on the seed thread; the caller adds the wall time.
     Done(Box<Result<RunReport<T>, Box<FailedRun>>>),
     /// The runtime failed before the world existed.
-    Unstarted(Failure),
+    Unstarted(Box<Failure>),
 }
 
 thread_local! {
     /// The last panic on this seed thread: message and location, captured by our hook.
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Whether this thread runs a seed (its panics are captured, not printed).
+    static ON_SEED_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
-
-const SEED_THREAD_PREFIX: &str = "kelpie-seed-";
 
 /// Installs (once) a panic hook that captures panics of seed threads instead of printing them;
 /// the runner reports them with the seed and the repro command. Other threads are unaffected.
@@ -556,9 +556,7 @@ fn install_panic_hook() {
     HOOK.get_or_init(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let on_seed_thread = std::thread::current()
-                .name()
-                .is_some_and(|n| n.starts_with(SEED_THREAD_PREFIX));
+            let on_seed_thread = ON_SEED_THREAD.get();
             if !on_seed_thread {
                 return previous(info);
             }
@@ -686,86 +684,90 @@ impl Simulation {
         let max_time = config.max_time;
         let log_config = config.log.clone();
         let wall_timeout = config.wall_timeout;
-        let (tx, rx) = mpsc::channel::<Msg<T>>();
+        // The outcome, left by the seed thread before it exits; the caller reads it once the
+        // thread is joined, so it wakes once per run (see `seed_thread`).
+        let outcome_slot: Arc<Mutex<Option<Msg<T>>>> = Arc::default();
+        let tx = outcome_slot.clone();
         // The world, for the watchdog: a weak reference (the world is dropped on the seed
-        // thread, where freeing is cheaper), left in a slot rather than sent, so that the
-        // waiting thread is woken once per run, by the result.
+        // thread, where freeing is cheaper).
         let started: Arc<OnceLock<Weak<World>>> = Arc::default();
         let slot = started.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("{SEED_THREAD_PREFIX}{seed}"))
-            .spawn(move || {
-                // Installed before the runtime, so that madsim's node and task spans are ours.
-                let log = crate::log::install(&log_config);
-                let mut rt =
-                    madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-                // madsim's own limit, not a `timeout` future: a pending timeout timer would keep
-                // madsim from ever seeing that every task is blocked (a deadlock).
-                rt.set_time_limit(max_time);
-                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    rt.block_on(async move {
-                        let world = World::new(config, plan, schedule);
-                        CURRENT.with(|c| *c.borrow_mut() = Some(world.clone()));
-                        let _ = slot.set(Arc::downgrade(&world));
-                        let env = SimEnv {
-                            world: world.clone(),
-                            node: NodeId::MAIN,
-                        };
-                        // A panic of the body is caught here, inside the task, so that madsim
-                        // does not print its own context line for it; it is reported below.
-                        let out = CatchUnwind(Box::pin(body(env))).await;
-                        let at = world.elapsed();
-                        world.lock().ended_at = Some(at);
-                        out
-                    })
-                }));
-                let result = match outcome.and_then(|inner| inner) {
-                    Ok(value) => Ok(value),
-                    Err(payload) => {
-                        let message = LAST_PANIC
-                            .with(|p| p.borrow_mut().take())
-                            .unwrap_or_else(|| panic_message(payload.as_ref()));
-                        if message.starts_with(TIME_LIMIT_PANIC) {
-                            Err(Failure::VirtualTimeLimit { limit: max_time })
-                        } else if message.starts_with(DEADLOCK_PANIC) {
-                            let waiting = rt.handle().metrics().num_tasks_by_node_by_spawn();
-                            Err(Failure::Deadlock { waiting })
-                        } else {
-                            Err(Failure::Panic { message })
-                        }
+        let mut thread = SeedThread::spawn(move || {
+            ON_SEED_THREAD.set(true);
+            // Installed before the runtime, so that madsim's node and task spans are ours.
+            let log = crate::log::install(&log_config);
+            let mut rt =
+                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+            // madsim's own limit, not a `timeout` future: a pending timeout timer would keep
+            // madsim from ever seeing that every task is blocked (a deadlock).
+            rt.set_time_limit(max_time);
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                rt.block_on(async move {
+                    let world = World::new(config, plan, schedule);
+                    CURRENT.with(|c| *c.borrow_mut() = Some(world.clone()));
+                    let _ = slot.set(Arc::downgrade(&world));
+                    let env = SimEnv {
+                        world: world.clone(),
+                        node: NodeId::MAIN,
+                    };
+                    // A panic of the body is caught here, inside the task, so that madsim
+                    // does not print its own context line for it; it is reported below.
+                    let out = CatchUnwind(Box::pin(body(env))).await;
+                    let at = world.elapsed();
+                    world.lock().ended_at = Some(at);
+                    out
+                })
+            }));
+            let result = match outcome.and_then(|inner| inner) {
+                Ok(value) => Ok(value),
+                Err(payload) => {
+                    let message = LAST_PANIC
+                        .with(|p| p.borrow_mut().take())
+                        .unwrap_or_else(|| panic_message(payload.as_ref()));
+                    if message.starts_with(TIME_LIMIT_PANIC) {
+                        Err(Failure::VirtualTimeLimit { limit: max_time })
+                    } else if message.starts_with(DEADLOCK_PANIC) {
+                        let waiting = rt.handle().metrics().num_tasks_by_node_by_spawn();
+                        Err(Failure::Deadlock { waiting })
+                    } else {
+                        Err(Failure::Panic { message })
                     }
-                };
-                let world = CURRENT.with(|c| c.borrow_mut().take());
-                let log = log
-                    .as_ref()
-                    .map(|(capture, _)| capture.take())
-                    .unwrap_or_default();
-                let msg = match world.as_deref() {
-                    Some(world) => Msg::Done(Box::new(world.finish(result, log))),
-                    // Only if the runtime failed before the body's first poll.
-                    None => Msg::Unstarted(match result {
-                        Ok(_) => Failure::Panic {
-                            message: "the run ended before it started".to_string(),
-                        },
-                        Err(failure) => failure,
-                    }),
-                };
-                // Dropping the runtime drops the remaining tasks; a panic there is not ours.
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt)));
-                drop(world);
-                let _ = tx.send(msg);
-            })
-            .expect("failed to spawn a seed thread");
+                }
+            };
+            let world = CURRENT.with(|c| c.borrow_mut().take());
+            let log = log
+                .as_ref()
+                .map(|(capture, _)| capture.take())
+                .unwrap_or_default();
+            let msg = match world.as_deref() {
+                Some(world) => Msg::Done(Box::new(world.finish(result, log))),
+                // Only if the runtime failed before the body's first poll.
+                None => Msg::Unstarted(Box::new(match result {
+                    Ok(_) => Failure::Panic {
+                        message: "the run ended before it started".to_string(),
+                    },
+                    Err(failure) => failure,
+                })),
+            };
+            // Dropping the runtime drops the remaining tasks; a panic there is not ours.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt)));
+            drop(world);
+            *tx.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+        })
+        .expect("failed to spawn a seed thread");
 
-        let result = match rx.recv_timeout(wall_timeout) {
-            Ok(Msg::Done(result)) => Some(*result),
-            Ok(Msg::Unstarted(failure)) => Some(Err(self.unstarted(failure))),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Some(Err(self.unstarted(Failure::Panic {
-                    message: "the seed thread died before reporting".to_string(),
-                })))
-            }
+        let exited = thread.join_timeout(wall_timeout);
+        let outcome = outcome_slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let result = match outcome {
+            Some(Msg::Done(result)) => Some(*result),
+            Some(Msg::Unstarted(failure)) => Some(Err(self.unstarted(*failure))),
+            None if exited => Some(Err(self.unstarted(Failure::Panic {
+                message: "the seed thread died before reporting".to_string(),
+            }))),
+            None => None,
         };
         let Some(result) = result else {
             // The seed thread is stuck: flag it (our APIs panic once it calls them, which
@@ -777,7 +779,7 @@ impl Simulation {
             let run = match started.get().and_then(Weak::upgrade) {
                 Some(w) => {
                     w.abort.store(true, Ordering::Relaxed);
-                    let unwound = matches!(rx.recv_timeout(WATCHDOG_GRACE), Ok(Msg::Done(..)));
+                    let unwound = thread.join_timeout(WATCHDOG_GRACE);
                     let st = if unwound {
                         Some(w.state.lock().unwrap_or_else(|e| e.into_inner()))
                     } else {
@@ -789,7 +791,6 @@ impl Simulation {
             };
             return Err(SimError::Failed(Box::new(run)));
         };
-        let _ = thread.join();
         match result {
             Ok(mut report) => {
                 report.wall_time = wall_start.elapsed();

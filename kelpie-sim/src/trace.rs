@@ -291,7 +291,10 @@ impl Trace {
             self.tail.push(event);
         } else if self.tail_cap > 0 {
             self.tail[self.oldest] = event;
-            self.oldest = (self.oldest + 1) % self.tail_cap;
+            self.oldest += 1;
+            if self.oldest == self.tail_cap {
+                self.oldest = 0;
+            }
         }
     }
 

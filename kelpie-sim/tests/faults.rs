@@ -530,6 +530,39 @@ fn watchdog_reports_a_loop_that_never_awaits() {
 }
 
 #[test]
+fn watchdog_leaves_behind_a_loop_that_never_calls_kelpie() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    let mut s = sim(0, []);
+    s.config_mut().wall_timeout = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    let err = s
+        .run(|env| async move {
+            env.trace("about to spin");
+            // No kelpie call can unwind this loop: the run is reported and the thread is
+            // left (detached) until the test releases it.
+            while !RELEASE.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap_err();
+    // The limit, then the one-second grace for unwinding; not the loop's lifetime.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    RELEASE.store(true, Ordering::Relaxed);
+    let run = err.failed_run().unwrap();
+    assert!(
+        matches!(run.failure, Failure::WallTimeout { .. }),
+        "{}",
+        run.failure
+    );
+    assert!(run
+        .trace
+        .tail
+        .iter()
+        .any(|e| e.to_string().contains("about to spin")));
+}
+
+#[test]
 fn deadlock_is_reported_with_what_was_waiting() {
     let err = sim(0, [])
         .run(|env| async move {
