@@ -535,9 +535,18 @@ pub struct Simulation {
     schedule: Option<FaultSchedule>,
 }
 
+/// What a seed thread hands its caller: the world while it runs (for the watchdog; weak, so
+/// that the world is dropped on the seed thread, where freeing is cheaper) and the outcome,
+/// left before the thread exits (the caller reads it once the thread is joined, so it wakes
+/// once per run; see `seed_thread`).
+struct Handover<T> {
+    world: OnceLock<Weak<World>>,
+    outcome: Mutex<Option<Msg<T>>>,
+}
+
 enum Msg<T> {
     /// The finished run, built on the seed thread; the caller adds the wall time.
-    Done(Box<Result<RunReport<T>, Box<FailedRun>>>),
+    Done(Result<RunReport<T>, Box<FailedRun>>),
     /// The runtime failed before the world existed.
     Unstarted(Box<Failure>),
 }
@@ -682,30 +691,27 @@ impl Simulation {
         let schedule = self.schedule.clone();
         let seed = config.seed;
         let max_time = config.max_time;
-        let log_config = config.log.clone();
         let wall_timeout = config.wall_timeout;
-        // The outcome, left by the seed thread before it exits; the caller reads it once the
-        // thread is joined, so it wakes once per run (see `seed_thread`).
-        let outcome_slot: Arc<Mutex<Option<Msg<T>>>> = Arc::default();
-        let tx = outcome_slot.clone();
-        // The world, for the watchdog: a weak reference (the world is dropped on the seed
-        // thread, where freeing is cheaper).
-        let started: Arc<OnceLock<Weak<World>>> = Arc::default();
-        let slot = started.clone();
+        let shared: Arc<Handover<T>> = Arc::new(Handover {
+            world: OnceLock::new(),
+            outcome: Mutex::new(None),
+        });
+        let theirs = shared.clone();
         let mut thread = SeedThread::spawn(move || {
             ON_SEED_THREAD.set(true);
             // Installed before the runtime, so that madsim's node and task spans are ours.
-            let log = crate::log::install(&log_config);
+            let log = crate::log::install(&config.log);
             let mut rt =
                 madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             // madsim's own limit, not a `timeout` future: a pending timeout timer would keep
             // madsim from ever seeing that every task is blocked (a deadlock).
             rt.set_time_limit(max_time);
+            let handover = theirs.clone();
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 rt.block_on(async move {
                     let world = World::new(config, plan, schedule);
                     CURRENT.with(|c| *c.borrow_mut() = Some(world.clone()));
-                    let _ = slot.set(Arc::downgrade(&world));
+                    let _ = handover.world.set(Arc::downgrade(&world));
                     let env = SimEnv {
                         world: world.clone(),
                         node: NodeId::MAIN,
@@ -740,7 +746,7 @@ impl Simulation {
                 .map(|(capture, _)| capture.take())
                 .unwrap_or_default();
             let msg = match world.as_deref() {
-                Some(world) => Msg::Done(Box::new(world.finish(result, log))),
+                Some(world) => Msg::Done(world.finish(result, log)),
                 // Only if the runtime failed before the body's first poll.
                 None => Msg::Unstarted(Box::new(match result {
                     Ok(_) => Failure::Panic {
@@ -752,17 +758,18 @@ impl Simulation {
             // Dropping the runtime drops the remaining tasks; a panic there is not ours.
             let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt)));
             drop(world);
-            *tx.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+            *theirs.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
         })
         .expect("failed to spawn a seed thread");
 
         let exited = thread.join_timeout(wall_timeout);
-        let outcome = outcome_slot
+        let outcome = shared
+            .outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let result = match outcome {
-            Some(Msg::Done(result)) => Some(*result),
+            Some(Msg::Done(result)) => Some(result),
             Some(Msg::Unstarted(failure)) => Some(Err(self.unstarted(*failure))),
             None if exited => Some(Err(self.unstarted(Failure::Panic {
                 message: "the seed thread died before reporting".to_string(),
@@ -776,7 +783,7 @@ impl Simulation {
             let failure = Failure::WallTimeout {
                 limit: wall_timeout,
             };
-            let run = match started.get().and_then(Weak::upgrade) {
+            let run = match shared.world.get().and_then(Weak::upgrade) {
                 Some(w) => {
                     w.abort.store(true, Ordering::Relaxed);
                     let unwound = thread.join_timeout(WATCHDOG_GRACE);
