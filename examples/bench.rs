@@ -15,7 +15,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,17 +30,20 @@ mod kv_dst;
 #[allow(dead_code, clippy::all)]
 mod lifecycle_dst;
 
-/// Counts live heap bytes and their peak, across all threads.
+/// Counts live heap bytes and their peak, across all threads — only while `COUNTING` is on
+/// (the memory pass), so that the timed runs pay nothing for it.
 struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
+            let size = layout.size() as isize;
+            let now = LIVE.fetch_add(size, Ordering::Relaxed) + size;
             PEAK.fetch_max(now, Ordering::Relaxed);
         }
         p
@@ -48,7 +51,9 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
     }
 }
 
@@ -234,38 +239,78 @@ fn kelpie_run(seed: u64, body: Body, faults: &[FaultSpec]) -> kelpie::RunReport<
         .expect("benchmark workloads do not fail")
 }
 
-/// Runs each variant over `seeds` seeds, interleaved in rounds of 25; returns seeds/s and the
-/// mean peak heap per seed of each.
-fn measure(seeds: u64, variants: &[&dyn Fn(u64)]) -> Vec<(f64, usize)> {
+/// One variant's figures: seeds/s, its time per seed relative to the first variant (the
+/// median over rounds of the ratio within each round), and the mean peak heap per seed.
+struct Figures {
+    rate: f64,
+    ratio: f64,
+    heap: f64,
+}
+
+/// Runs each variant over `seeds` seeds, interleaved in rounds of 25 seeds so that machine
+/// noise hits all of them alike; ratios are paired within a round, and their median is
+/// reported. Heap is measured in a separate, shorter pass (counting costs time).
+fn measure(seeds: u64, variants: &[&dyn Fn(u64)]) -> Vec<Figures> {
     let mut spent = vec![Duration::ZERO; variants.len()];
-    let mut peak = vec![0usize; variants.len()];
+    let mut ratios = vec![Vec::new(); variants.len()];
     let mut start = 0;
     while start < seeds {
         let end = (start + 25).min(seeds);
-        for (v, f) in variants.iter().enumerate() {
-            for seed in start..end {
-                let base = LIVE.load(Ordering::Relaxed);
-                PEAK.store(base, Ordering::Relaxed);
+        let round: Vec<Duration> = variants
+            .iter()
+            .map(|f| {
                 let t = Instant::now();
-                f(seed);
-                spent[v] += t.elapsed();
-                peak[v] += PEAK.load(Ordering::Relaxed).saturating_sub(base);
-            }
+                (start..end).for_each(|seed| f(seed));
+                t.elapsed()
+            })
+            .collect();
+        for (v, d) in round.iter().enumerate() {
+            spent[v] += *d;
+            ratios[v].push(d.as_secs_f64() / round[0].as_secs_f64());
         }
         start = end;
     }
+    let mem_seeds = seeds.min(50);
+    COUNTING.store(true, Ordering::Relaxed);
+    let heap: Vec<f64> = variants
+        .iter()
+        .map(|f| {
+            let mut total = 0isize;
+            for seed in 0..mem_seeds {
+                let base = LIVE.load(Ordering::Relaxed);
+                PEAK.store(base, Ordering::Relaxed);
+                f(seed);
+                total += PEAK.load(Ordering::Relaxed) - base;
+            }
+            total as f64 / mem_seeds as f64
+        })
+        .collect();
+    COUNTING.store(false, Ordering::Relaxed);
     spent
         .iter()
-        .zip(peak)
-        .map(|(d, p)| (seeds as f64 / d.as_secs_f64(), p / seeds as usize))
+        .zip(ratios)
+        .zip(heap)
+        .map(|((d, mut r), heap)| {
+            r.sort_by(f64::total_cmp);
+            Figures {
+                rate: seeds as f64 / d.as_secs_f64(),
+                ratio: r[r.len() / 2],
+                heap,
+            }
+        })
         .collect()
 }
 
-fn row(name: &str, (rate, mem): (f64, usize), base: Option<f64>) {
-    let ratio = base.map_or(String::new(), |b| format!("{:>6.2}x", b / rate));
+fn row(name: &str, f: &Figures, show_ratio: bool) {
+    let ratio = if show_ratio {
+        format!("{:>6.2}x", f.ratio)
+    } else {
+        String::new()
+    };
     println!(
-        "  {name:<34} {rate:>9.0} seeds/s {ratio:>8}   {:>7.1} KiB/seed",
-        mem as f64 / 1024.0
+        "  {name:<34} {:>9.0} seeds/s {ratio:>8}   {:>7.1} KiB/seed",
+        f.rate,
+        f.heap / 1024.0
     );
 }
 
@@ -305,21 +350,29 @@ fn main() {
         }
     };
     println!("kelpie bench: {seeds} seeds per measurement, fresh OS thread per seed");
-    println!("(ratio = time per seed relative to the raw madsim loop, lower is better)\n");
+    println!(
+        "(ratio = time per seed relative to the raw madsim loop, paired within rounds of 25 \
+         seeds, median over rounds; lower is better)\n"
+    );
     // Warm-up.
     toy_raw(0);
     kelpie_run(0, toy, &[]);
 
-    println!("1. ten tasks x five sleeps, one write each");
+    println!("0. an empty body: the per-seed setup and teardown alone");
+    let r = measure(seeds, &[&empty_raw, &|s| drop(kelpie_run(s, empty, &[]))]);
+    row("raw madsim loop", &r[0], false);
+    row("kelpie", &r[1], true);
+
+    println!("\n1. ten tasks x five sleeps, one write each");
     let r = measure(
         seeds,
         &[&toy_raw, &|s| drop(kelpie_run(s, toy, &[])), &|s| {
             drop(kelpie_run(s, toy, &toy_faults()))
         }],
     );
-    row("raw madsim loop", r[0], None);
-    row("kelpie, no faults", r[1], Some(r[0].0));
-    row("kelpie, 3 faults + trace", r[2], Some(r[0].0));
+    row("raw madsim loop", &r[0], false);
+    row("kelpie, no faults", &r[1], true);
+    row("kelpie, 3 faults + trace", &r[2], true);
 
     println!("\n2. three nodes passing a message round a ring {ROUNDS} times");
     let r = measure(
@@ -328,9 +381,9 @@ fn main() {
             drop(kelpie_run(s, ring, &ring_faults()))
         }],
     );
-    row("raw madsim loop", r[0], None);
-    row("kelpie, no faults", r[1], Some(r[0].0));
-    row("kelpie, 3 faults + trace", r[2], Some(r[0].0));
+    row("raw madsim loop", &r[0], false);
+    row("kelpie, no faults", &r[1], true);
+    row("kelpie, 3 faults + trace", &r[2], true);
 
     println!("\n3. the actor lifecycle DST suite (no raw equivalent: it needs kelpie's storage)");
     let declared = (lifecycle_test().faults)();
@@ -340,15 +393,15 @@ fn main() {
             drop(kelpie_run(s, lifecycle, &declared))
         }],
     );
-    row("kelpie, no faults", r[0], None);
+    row("kelpie, no faults", &r[0], false);
     row(
         &format!("kelpie, its {} declared faults", declared.len()),
-        r[1],
-        None,
+        &r[1],
+        false,
     );
     println!(
         "  (time per seed with faults / without: {:.2}x)",
-        r[0].0 / r[1].0
+        r[1].ratio
     );
 
     println!("\n4. determinism check (two runs, full traces, compared) vs one run, workload 1 with faults");
@@ -364,9 +417,7 @@ fn main() {
     );
     println!(
         "  one run {:.0} seeds/s, checked {:.0} seeds/s: the check costs {:.2}x a run",
-        r[0].0,
-        r[1].0,
-        r[0].0 / r[1].0
+        r[0].rate, r[1].rate, r[1].ratio
     );
 
     println!("\n5. scaling, workload 1 without faults");

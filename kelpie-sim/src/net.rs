@@ -16,8 +16,9 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::future::Future as _;
 use std::hash::Hash;
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::fault::{FaultKind, OpKind};
@@ -123,8 +124,13 @@ pub(crate) struct NetState {
     in_flight: BinaryHeap<InFlight>,
     /// Whether the delivery pump runs (started by the first send).
     pump: bool,
-    /// The pump's waker while it waits: woken when a message is due earlier than it sleeps.
+    /// The pump task's waker, once it has run.
     pump_waker: Option<Waker>,
+    /// The pump's timer, registered with the pump's waker for the earliest delivery (by the
+    /// pump, or by a send that brings the earliest delivery forward, without waking the pump).
+    pump_timer: Option<Pin<Box<madsim::time::Sleep>>>,
+    /// The delivery time the timer was last registered for.
+    armed: Option<Duration>,
     /// Bound endpoints: (node, message type) -> `Inbox<M>`.
     mailboxes: BTreeMap<(NodeId, TypeId), Box<dyn Any + Send>>,
 }
@@ -141,6 +147,8 @@ impl NetState {
             in_flight: BinaryHeap::new(),
             pump: false,
             pump_waker: None,
+            pump_timer: None,
+            armed: None,
             mailboxes: BTreeMap::new(),
         }
     }
@@ -442,49 +450,68 @@ fn send<M: Hash + Clone + Send + 'static>(env: &SimEnv, to: NodeId, msg: M) {
     // no task per message. FIFO per link holds because a link's delivery times only grow.
     let earlier = st.net.in_flight.peek().is_none_or(|first| at < first.at);
     st.net.in_flight.push(InFlight { at, id, deliver });
-    let start = !std::mem::replace(&mut st.net.pump, true);
-    let wake = if earlier {
-        st.net.pump_waker.take()
-    } else {
-        None
-    };
-    drop(st);
-    if start {
+    if !std::mem::replace(&mut st.net.pump, true) {
+        drop(st);
         start_pump(world);
-    } else if let Some(waker) = wake {
-        waker.wake();
+    } else if earlier {
+        if let Some(waker) = st.net.pump_waker.clone() {
+            arm(world, &mut st, at, now, &waker);
+        }
     }
 }
 
-/// The delivery pump: sleeps until the earliest message in flight is due (woken early when an
-/// earlier one is sent), then delivers everything due, in order.
+/// Registers the pump's timer for delivery time `at`, to wake `waker` (the pump's). A timer
+/// registered earlier for a later time still fires, and the pump finds nothing due then.
+fn arm(world: &World, st: &mut State, at: Duration, now: Duration, waker: &Waker) {
+    if st.net.armed == Some(at) {
+        return;
+    }
+    st.net.armed = Some(at);
+    let timer = st
+        .net
+        .pump_timer
+        .get_or_insert_with(|| Box::pin(world.timer()));
+    timer.as_mut().reset(world.now_instant() + (at - now));
+    if timer
+        .as_mut()
+        .poll(&mut Context::from_waker(waker))
+        .is_ready()
+    {
+        waker.wake_by_ref();
+    }
+}
+
+/// The delivery pump: sleeps until the earliest message in flight is due, then delivers
+/// everything due, in order. It is woken only by its timer: a send that brings the earliest
+/// delivery forward re-registers the timer itself (see [`arm`]).
 fn start_pump(world: &Arc<World>) {
     let w = world.clone();
     world.sys().spawn(async move {
-        // One timer, re-armed for the earliest delivery.
-        let mut timer = Box::pin(madsim::time::sleep(Duration::from_secs(1 << 32)));
-        let mut armed: Option<Duration> = None;
         loop {
             std::future::poll_fn(|cx| {
                 let now = w.elapsed();
                 let mut st = w.lock();
-                let next = st.net.in_flight.peek().map(|m| m.at);
-                match next {
-                    Some(at) if at <= now => return Poll::Ready(()),
-                    _ => st.net.pump_waker = Some(cx.waker().clone()),
+                if !st
+                    .net
+                    .pump_waker
+                    .as_ref()
+                    .is_some_and(|k| k.will_wake(cx.waker()))
+                {
+                    st.net.pump_waker = Some(cx.waker().clone());
                 }
-                drop(st);
-                let Some(at) = next else { return Poll::Pending };
-                if armed != Some(at) {
-                    timer.as_mut().reset(w.now_instant() + (at - now));
-                    armed = Some(at);
+                match st.net.in_flight.peek().map(|m| m.at) {
+                    Some(at) if at <= now => Poll::Ready(()),
+                    Some(at) => {
+                        arm(&w, &mut st, at, now, cx.waker());
+                        Poll::Pending
+                    }
+                    None => Poll::Pending,
                 }
-                timer.as_mut().poll(cx)
             })
             .await;
-            armed = None;
             let now = w.elapsed();
             let mut st = w.lock();
+            st.net.armed = None;
             while st.net.in_flight.peek().is_some_and(|m| m.at <= now) {
                 let m = st.net.in_flight.pop().expect("peeked");
                 (m.deliver)(&mut st, now);

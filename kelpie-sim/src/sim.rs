@@ -222,6 +222,11 @@ impl World {
         self.time.now_instant()
     }
 
+    /// A madsim timer, to be [`reset`](madsim::time::Sleep::reset) before it is polled.
+    pub(crate) fn timer(&self) -> madsim::time::Sleep {
+        self.time.sleep(Duration::from_secs(1 << 32))
+    }
+
     /// Considers the faults that apply to `op` on `node` and traces those that fired.
     pub(crate) fn decide(&self, op: OpKind, node: NodeId, key: Option<&[u8]>) -> Vec<Fired> {
         let at = self.elapsed();

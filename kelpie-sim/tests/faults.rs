@@ -296,6 +296,63 @@ fn network_is_fifo_without_faults() {
     assert_eq!(r.output, (0..50).collect::<Vec<_>>());
 }
 
+/// Every message arrives within the configured latency of its send (no faults): the delivery
+/// pump is re-armed when a later send is due earlier than the message it waits for.
+#[test]
+fn messages_arrive_within_the_latency_range_whatever_else_is_in_flight() {
+    for seed in 0..20 {
+        let r = sim(seed, [])
+            .run(|env| async move {
+                let nodes: Vec<SimEnv> = (0..4)
+                    .map(|i| env.create_node(format!("n{i}")).build())
+                    .collect();
+                let eps: Vec<_> = nodes
+                    .iter()
+                    .map(|n| std::sync::Arc::new(n.network().endpoint::<u64>()))
+                    .collect();
+                // Receivers: note how long each message took.
+                let mut waits = Vec::new();
+                for ep in &eps {
+                    let (ep, env2) = (ep.clone(), env.clone());
+                    waits.push(env.spawn(async move {
+                        let mut took = Vec::new();
+                        while let Ok(Some((_, sent_ns))) =
+                            env2.timeout(Duration::from_millis(50), ep.recv()).await
+                        {
+                            took.push(env2.elapsed() - Duration::from_nanos(sent_ns));
+                        }
+                        took
+                    }));
+                }
+                // Senders: bursts at random times to random peers.
+                for _ in 0..200 {
+                    let from = env.rng().gen_range(0..4) as usize;
+                    let to = (from + 1 + env.rng().gen_range(0..3) as usize) % 4;
+                    let now = env.elapsed().as_nanos() as u64;
+                    eps[from].send(nodes[to].node(), now);
+                    if env.rng().gen_bool(0.3) {
+                        env.sleep(Duration::from_micros(env.rng().gen_range(1..3000)))
+                            .await;
+                    }
+                }
+                let mut all = Vec::new();
+                for w in waits {
+                    all.extend(w.await.unwrap());
+                }
+                all
+            })
+            .unwrap();
+        assert_eq!(r.output.len(), 200, "seed {seed}: every message arrives");
+        let latency = SimConfig::with_seed(0).net_latency;
+        for took in &r.output {
+            assert!(
+                latency.start <= *took && *took <= latency.end,
+                "seed {seed}: a message took {took:?}, outside {latency:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn packet_loss_duplicate_and_reorder_reach_the_receiver() {
     let lost = sim(0, [f(FaultKind::PacketLoss, 1.0)])
