@@ -70,14 +70,16 @@ impl SimRng {
         if span == 0 {
             return range.start;
         }
-        // Lemire's nearly divisionless method with rejection.
-        let threshold = span.wrapping_neg() % span;
-        loop {
-            let m = (self.next_u64() as u128) * (span as u128);
-            if (m as u64) >= threshold {
-                return range.start + (m >> 64) as u64;
+        // Lemire's nearly divisionless method: the rejection threshold (a division) is needed
+        // only when the low word falls below `span`, which is rare for small spans.
+        let mut m = (self.next_u64() as u128) * (span as u128);
+        if (m as u64) < span {
+            let threshold = span.wrapping_neg() % span;
+            while (m as u64) < threshold {
+                m = (self.next_u64() as u128) * (span as u128);
             }
         }
+        range.start + (m >> 64) as u64
     }
 
     /// A uniform float in `[0, 1)` with 53 bits of precision.
@@ -177,6 +179,28 @@ mod tests {
             assert!((880..=1120).contains(n), "bucket {i}: {n}");
         }
         assert_eq!(r.gen_range(5..5), 5);
+    }
+
+    #[test]
+    fn gen_range_draws_what_the_plain_rejection_method_draws() {
+        // The always-divide form of Lemire's method, which stored traces were made with.
+        fn reference(r: &mut SimRng, span: u64) -> u64 {
+            let threshold = span.wrapping_neg() % span;
+            loop {
+                let m = (r.next_u64() as u128) * (span as u128);
+                if (m as u64) >= threshold {
+                    return (m >> 64) as u64;
+                }
+            }
+        }
+        // Small spans, and spans just above 2^63 where about half the draws are rejected.
+        for span in [1, 2, 3, 10, 1_000_000_007, (1 << 63) + 1, u64::MAX] {
+            let (mut a, mut b) = (SimRng::new(span), SimRng::new(span));
+            for _ in 0..2_000 {
+                assert_eq!(a.gen_range(0..span), reference(&mut b, span), "span {span}");
+            }
+            assert_eq!(a.next_u64(), b.next_u64(), "span {span}: same number of draws");
+        }
     }
 
     #[test]
