@@ -199,7 +199,11 @@ mod tests {
             for _ in 0..2_000 {
                 assert_eq!(a.gen_range(0..span), reference(&mut b, span), "span {span}");
             }
-            assert_eq!(a.next_u64(), b.next_u64(), "span {span}: same number of draws");
+            assert_eq!(
+                a.next_u64(),
+                b.next_u64(),
+                "span {span}: same number of draws"
+            );
         }
     }
 

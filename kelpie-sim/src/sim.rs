@@ -839,11 +839,13 @@ impl Simulation {
         sim.config.trace = TraceMode::Full;
         let first = sim.run(body.clone());
         let second = sim.run(body);
-        let trace = |r: &Result<RunReport<T>, SimError>| match r {
-            Ok(rep) => Some(rep.trace.clone()),
-            Err(SimError::Failed(f)) => Some(f.trace.clone()),
-            Err(SimError::Config(_)) => None,
-        };
+        fn trace<T>(r: &Result<RunReport<T>, SimError>) -> Option<&TraceSummary> {
+            match r {
+                Ok(rep) => Some(&rep.trace),
+                Err(SimError::Failed(f)) => Some(&f.trace),
+                Err(SimError::Config(_)) => None,
+            }
+        }
         let (Some(a), Some(b)) = (trace(&first), trace(&second)) else {
             return first;
         };
@@ -851,9 +853,9 @@ impl Simulation {
         if a.hash == b.hash && same_outcome {
             return first;
         }
-        let ea = a.full.unwrap_or_default();
-        let eb = b.full.unwrap_or_default();
-        let index = first_divergence(&ea, &eb).unwrap_or(ea.len());
+        let ea = a.full.as_deref().unwrap_or_default();
+        let eb = b.full.as_deref().unwrap_or_default();
+        let index = first_divergence(ea, eb).unwrap_or(ea.len());
         let show =
             |e: Option<&TraceEvent>| e.map_or("<end of trace>".to_string(), ToString::to_string);
         let failure = Failure::Nondeterministic {

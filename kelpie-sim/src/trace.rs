@@ -274,7 +274,10 @@ impl Trace {
         Trace {
             hash: 0,
             len: 0,
-            tail: Vec::with_capacity(tail_cap),
+            tail: match mode {
+                TraceMode::Tail => Vec::with_capacity(tail_cap),
+                TraceMode::Full => Vec::new(),
+            },
             oldest: 0,
             tail_cap,
             full: (mode == TraceMode::Full).then(Vec::new),
@@ -285,9 +288,9 @@ impl Trace {
         self.hash = mix64(self.hash.rotate_left(17) ^ stable_hash(&event));
         self.len += 1;
         if let Some(full) = &mut self.full {
-            full.push(event.clone());
-        }
-        if self.tail.len() < self.tail_cap {
+            // The tail is the end of `full`, taken when the summary is made.
+            full.push(event);
+        } else if self.tail.len() < self.tail_cap {
             self.tail.push(event);
         } else if self.tail_cap > 0 {
             self.tail[self.oldest] = event;
@@ -300,29 +303,43 @@ impl Trace {
 
     /// Virtual time of the last event (zero if none).
     pub(crate) fn last_time(&self) -> Duration {
-        let newest = match self.oldest {
-            0 => self.tail.last(),
-            i => self.tail.get(i - 1),
+        let newest = match (&self.full, self.oldest) {
+            (Some(full), _) => full.last(),
+            (None, 0) => self.tail.last(),
+            (None, i) => self.tail.get(i - 1),
         };
         newest.map_or(Duration::ZERO, |e| e.at)
     }
 
+    /// The last `tail_cap` events, oldest first.
+    fn tail(&self) -> Vec<TraceEvent> {
+        if let Some(full) = &self.full {
+            return full[full.len().saturating_sub(self.tail_cap)..].to_vec();
+        }
+        let (newer, older) = self.tail.split_at(self.oldest);
+        older.iter().chain(newer).cloned().collect()
+    }
+
     /// The summary; node names are filled in by the caller, which knows them.
     pub(crate) fn summary(&self) -> TraceSummary {
-        let (newer, older) = self.tail.split_at(self.oldest);
         TraceSummary {
             nodes: Vec::new(),
             hash: self.hash,
             len: self.len,
-            tail: older.iter().chain(newer).cloned().collect(),
+            tail: self.tail(),
             full: self.full.clone(),
         }
     }
 
     /// The summary, moving the events out (the recorder is left empty).
     pub(crate) fn take_summary(&mut self) -> TraceSummary {
-        let mut tail = std::mem::take(&mut self.tail);
-        tail.rotate_left(std::mem::take(&mut self.oldest));
+        let tail = if self.full.is_some() {
+            self.tail()
+        } else {
+            let mut tail = std::mem::take(&mut self.tail);
+            tail.rotate_left(std::mem::take(&mut self.oldest));
+            tail
+        };
         TraceSummary {
             nodes: Vec::new(),
             hash: self.hash,
@@ -419,6 +436,27 @@ mod tests {
         }
         assert_eq!(t.take_summary().tail, t_tail(&[6, 7]));
         assert!(Trace::new(TraceMode::Tail, 0).summary().tail.is_empty());
+    }
+
+    #[test]
+    fn full_mode_keeps_every_event_and_the_same_tail_and_hash() {
+        let (mut tail, mut full) = (
+            Trace::new(TraceMode::Tail, 3),
+            Trace::new(TraceMode::Full, 3),
+        );
+        for i in 0..7 {
+            tail.record(ev(i, "x"));
+            full.record(ev(i, "x"));
+            assert_eq!(full.last_time(), tail.last_time());
+            assert_eq!(full.summary().tail, tail.summary().tail);
+        }
+        let (t, f) = (tail.take_summary(), full.take_summary());
+        assert_eq!(
+            (f.hash, f.len, &f.tail),
+            (t.hash, t.len, &t_tail(&[4, 5, 6]))
+        );
+        assert_eq!(f.full.unwrap(), t_tail(&[0, 1, 2, 3, 4, 5, 6]));
+        assert!(t.full.is_none());
     }
 
     #[test]
