@@ -135,7 +135,7 @@ pub enum Failure {
 }
 
 /// The facts of a failed run that a person needs to act on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FailedRun {
     /// The seed.
     pub seed: u64,

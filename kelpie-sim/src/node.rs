@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -485,6 +486,9 @@ pub(crate) fn catch_up(world: &Arc<World>) {
         return;
     }
     let now = world.elapsed();
+    if crate::sim::nanos(now) < world.next_tick_ns.load(Ordering::Relaxed) {
+        return;
+    }
     loop {
         let due = {
             let mut st = world.lock();
@@ -493,6 +497,8 @@ pub(crate) fn catch_up(world: &Arc<World>) {
             }
             let due = st.next_tick;
             st.next_tick += world.config.fault_tick;
+            let next = crate::sim::nanos(st.next_tick);
+            world.next_tick_ns.store(next, Ordering::Relaxed);
             st.ticking = true;
             due
         };

@@ -21,8 +21,12 @@ pub(crate) const fn mix64(mut z: u64) -> u64 {
 
 /// FNV-1a over bytes: a stable hash of a stream's label.
 const fn label_hash(label: &str) -> u64 {
-    let bytes = label.as_bytes();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv_continue(0xcbf2_9ce4_8422_2325, label)
+}
+
+/// FNV-1a of `h`'s bytes followed by `more`'s (so a label can be hashed in parts).
+const fn fnv_continue(mut h: u64, more: &str) -> u64 {
+    let bytes = more.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         h ^= bytes[i] as u64;
@@ -55,8 +59,16 @@ impl SimRng {
     /// The stream named `label` (and `index`, for several streams of one kind) of the run
     /// whose root seed is `root`. Streams with different labels are independent.
     pub fn stream(root: u64, label: &str, index: u64) -> Self {
-        let seed = mix64(mix64(root ^ label_hash(label)).wrapping_add(index));
-        SimRng::new(seed)
+        Self::stream_of_hash(root, label_hash(label), index)
+    }
+
+    /// [`SimRng::stream`] for the label `prefix` followed by `name`, without joining them.
+    pub(crate) fn stream_of(root: u64, prefix: &str, name: &str, index: u64) -> Self {
+        Self::stream_of_hash(root, fnv_continue(label_hash(prefix), name), index)
+    }
+
+    fn stream_of_hash(root: u64, label: u64, index: u64) -> Self {
+        SimRng::new(mix64(mix64(root ^ label).wrapping_add(index)))
     }
 
     /// The next 64 random bits.
@@ -154,6 +166,15 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(a.next_u64(), b.next_u64());
         }
+    }
+
+    #[test]
+    fn a_label_in_parts_is_the_joined_label() {
+        let joined = SimRng::stream(7, "fault/NodeCrash", 2).next_u64();
+        assert_eq!(
+            SimRng::stream_of(7, "fault/", "NodeCrash", 2).next_u64(),
+            joined
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -150,6 +150,9 @@ pub(crate) struct World {
     time_start: Duration,
     /// Whether node, clock or partition faults are declared (else `catch_up` has nothing to do).
     pub(crate) ticks: bool,
+    /// `State::next_tick` in nanoseconds, readable without the lock (`catch_up` runs before
+    /// every operation and is nearly always early).
+    pub(crate) next_tick_ns: AtomicU64,
     /// A node of our own that is never killed, for message delivery and delayed fault actions;
     /// created on first use, so runs that need neither pay nothing for it.
     sys: OnceLock<madsim::runtime::NodeHandle>,
@@ -186,6 +189,7 @@ impl World {
             time_start: time.elapsed(),
             time,
             ticks,
+            next_tick_ns: AtomicU64::new(nanos(config.fault_tick)),
             abort: AtomicBool::new(false),
             user_rng: RngHandle::new(SimRng::stream(seed, "env", 0)),
             state: Mutex::new(state),
@@ -886,6 +890,11 @@ impl Simulation {
         };
         Err(SimError::Failed(Box::new(base)))
     }
+}
+
+/// A virtual time in nanoseconds (saturating: 584 years).
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn last_event_time(st: &State) -> Duration {

@@ -280,12 +280,12 @@ impl fmt::Display for FaultSpec {
 }
 
 /// How often one declared fault was considered and fired in a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FaultStat {
-    /// The fault as declared (attribute syntax).
-    pub fault: String,
+    /// The fault as declared; its `Display` is the attribute syntax.
+    pub spec: FaultSpec,
     /// Its name: the table name, or a custom fault's own name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Its kind.
     pub kind: FaultKind,
     /// Times it was considered (an operation it applies to happened).
@@ -295,7 +295,7 @@ pub struct FaultStat {
 }
 
 /// Per-run statistics of every declared fault, in declaration order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultStats {
     /// One entry per declared fault.
     pub faults: Vec<FaultStat>,
@@ -324,7 +324,7 @@ impl FaultStats {
     pub fn fired_named(&self, name: &str) -> u64 {
         self.faults
             .iter()
-            .filter(|f| f.name == name)
+            .filter(|f| &*f.name == name)
             .map(|f| f.fired)
             .sum()
     }
@@ -344,7 +344,7 @@ impl fmt::Display for FaultStats {
             if i > 0 {
                 write!(f, ", ")?;
             }
-            write!(f, "{} fired {}/{}", s.fault, s.fired, s.considered)?;
+            write!(f, "{} fired {}/{}", s.spec, s.fired, s.considered)?;
         }
         Ok(())
     }
@@ -503,7 +503,7 @@ impl FaultInjector {
             // fault before this one leaves this one's decisions unchanged.
             let name: Arc<str> = spec.name().into();
             let occurrence = active.iter().filter(|a| a.name == name).count() as u64;
-            let rng = SimRng::stream(seed, &format!("fault/{name}"), occurrence);
+            let rng = SimRng::stream_of(seed, "fault/", &name, occurrence);
             for op in spec.kind.ops() {
                 if spec.op.is_none_or(|o| o == *op) {
                     by_op[*op as usize].push(i);
@@ -611,8 +611,8 @@ impl FaultInjector {
                 .active
                 .iter()
                 .map(|a| FaultStat {
-                    fault: a.spec.to_string(),
-                    name: a.name.to_string(),
+                    spec: a.spec.clone(),
+                    name: a.name.clone(),
                     kind: a.spec.kind,
                     considered: a.considered,
                     fired: a.fired,

@@ -195,7 +195,7 @@ pub(crate) fn failure_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fault::{FaultKind, FaultStat};
+    use crate::fault::{FaultKind, FaultSpec, FaultStat};
     use crate::node::NodeId;
     use crate::trace::{EventKind, TraceEvent};
 
@@ -288,7 +288,7 @@ mod tests {
         let run = RunFacts {
             faults: FaultStats {
                 faults: vec![FaultStat {
-                    fault: "StorageWriteFail(0.5)".into(),
+                    spec: FaultSpec::new(FaultKind::StorageWriteFail, 0.5),
                     name: "StorageWriteFail".into(),
                     kind: FaultKind::StorageWriteFail,
                     considered: 2,

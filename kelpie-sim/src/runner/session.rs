@@ -187,7 +187,7 @@ impl Session {
         for stat in &faults.faults {
             let slot = entry
                 .faults
-                .entry(stat.name.clone())
+                .entry(stat.name.to_string())
                 .or_insert((usize::MAX, 0, 0));
             slot.1 += stat.considered;
             slot.2 += stat.fired;
@@ -380,8 +380,8 @@ mod tests {
 
     fn stats(write_fired: u64) -> FaultStats {
         let stat = |kind: FaultKind, fired| FaultStat {
-            fault: format!("{}(0.1)", kind.name()),
-            name: kind.name().to_string(),
+            spec: FaultSpec::new(kind, 0.1),
+            name: kind.name().into(),
             kind,
             considered: 10,
             fired,
