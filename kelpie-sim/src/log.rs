@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
@@ -154,6 +154,18 @@ impl FormatTime for VirtualTime {
     }
 }
 
+/// Registers, once per process, a second dispatcher that never listens. With exactly one
+/// registered dispatcher, tracing-core evaluates a callsite's interest against the default of
+/// whichever thread registers it (tokio-rs/tracing#3611): a seed thread without a subscriber
+/// could cache "never" for a callsite while another seed's capture is live, and that capture
+/// would lose the event. With two, interest is combined over both, and each event asks the
+/// current thread's subscriber.
+fn keep_two_dispatchers() {
+    static NEVER_LISTENS: OnceLock<tracing::Dispatch> = OnceLock::new();
+    NEVER_LISTENS
+        .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+}
+
 /// Installs the capturing subscriber on this (seed) thread for as long as the guard lives.
 /// `None` when the filter is `off`.
 pub(crate) fn install(
@@ -162,6 +174,7 @@ pub(crate) fn install(
     if config.is_off() {
         return None;
     }
+    keep_two_dispatchers();
     let targets = Targets::from_str(&config.filter).ok()?;
     let capture = Arc::new(Capture {
         cap: config.lines,

@@ -121,6 +121,9 @@ impl Disk {
         let (k, slot) = self.slot(key);
         slot.version = version;
         if slot.volatile.replace(value).is_none() {
+            if self.dirty.capacity() == 0 {
+                self.dirty.reserve(16);
+            }
             self.dirty.push(k.clone());
         }
         k
