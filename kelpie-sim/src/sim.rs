@@ -153,6 +153,9 @@ pub(crate) struct World {
     /// `State::next_tick` in nanoseconds, readable without the lock (`catch_up` runs before
     /// every operation and is nearly always early).
     pub(crate) next_tick_ns: AtomicU64,
+    /// Bit `op` is set if a declared fault applies to operation `op` (faults are never added
+    /// during a run, so a clear bit means none can fire: no lock needed to know it).
+    fault_ops: u32,
     /// A node of our own that is never killed, for message delivery and delayed fault actions;
     /// created on first use, so runs that need neither pay nothing for it.
     sys: OnceLock<madsim::runtime::NodeHandle>,
@@ -181,6 +184,10 @@ impl World {
         let handle = madsim::runtime::Handle::current();
         let time = madsim::time::TimeHandle::current();
         let ticks = state.faults.any_for(OpKind::Tick);
+        let fault_ops = crate::fault::OP_TABLE
+            .iter()
+            .filter(|(_, op)| state.faults.any_for(*op))
+            .fold(0, |bits, (_, op)| bits | 1 << *op as u32);
         Arc::new(World {
             sys: OnceLock::new(),
             seed,
@@ -189,6 +196,7 @@ impl World {
             time_start: time.elapsed(),
             time,
             ticks,
+            fault_ops,
             next_tick_ns: AtomicU64::new(nanos(config.fault_tick)),
             abort: AtomicBool::new(false),
             user_rng: RngHandle::new(SimRng::stream(seed, "env", 0)),
@@ -233,6 +241,9 @@ impl World {
 
     /// Considers the faults that apply to `op` on `node` and traces those that fired.
     pub(crate) fn decide(&self, op: OpKind, node: NodeId, key: Option<&[u8]>) -> Vec<Fired> {
+        if self.fault_ops & (1 << op as u32) == 0 {
+            return Vec::new();
+        }
         let at = self.elapsed();
         self.decide_locked(&mut self.lock(), at, op, node, key)
     }
@@ -544,12 +555,17 @@ pub struct Simulation {
     schedule: Option<FaultSchedule>,
 }
 
+/// Locks a mutex that a panic cannot leave inconsistent (it holds a plain value).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What a seed thread hands its caller: the world while it runs (for the watchdog; weak, so
 /// that the world is dropped on the seed thread, where freeing is cheaper) and the outcome,
 /// left before the thread exits (the caller reads it once the thread is joined, so it wakes
 /// once per run; see `seed_thread`).
 struct Handover<T> {
-    world: OnceLock<Weak<World>>,
+    world: Mutex<Option<Weak<World>>>,
     outcome: Mutex<Option<Msg<T>>>,
 }
 
@@ -702,7 +718,7 @@ impl Simulation {
         let max_time = config.max_time;
         let wall_timeout = config.wall_timeout;
         let shared: Arc<Handover<T>> = Arc::new(Handover {
-            world: OnceLock::new(),
+            world: Mutex::new(None),
             outcome: Mutex::new(None),
         });
         let theirs = shared.clone();
@@ -720,7 +736,7 @@ impl Simulation {
                 rt.block_on(async move {
                     let world = World::new(config, plan, schedule);
                     CURRENT.with(|c| *c.borrow_mut() = Some(world.clone()));
-                    let _ = handover.world.set(Arc::downgrade(&world));
+                    *lock(&handover.world) = Some(Arc::downgrade(&world));
                     let env = SimEnv {
                         world: world.clone(),
                         node: NodeId::MAIN,
@@ -767,16 +783,14 @@ impl Simulation {
             // Dropping the runtime drops the remaining tasks; a panic there is not ours.
             let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt)));
             drop(world);
-            *theirs.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+            // The last weak reference too: the world's memory is freed here, not by the caller.
+            lock(&theirs.world).take();
+            *lock(&theirs.outcome) = Some(msg);
         })
         .expect("failed to spawn a seed thread");
 
         let exited = thread.join_timeout(wall_timeout);
-        let outcome = shared
-            .outcome
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let outcome = lock(&shared.outcome).take();
         let result = match outcome {
             Some(Msg::Done(result)) => Some(result),
             Some(Msg::Unstarted(failure)) => Some(Err(self.unstarted(*failure))),
@@ -792,7 +806,8 @@ impl Simulation {
             let failure = Failure::WallTimeout {
                 limit: wall_timeout,
             };
-            let run = match shared.world.get().and_then(Weak::upgrade) {
+            let world = lock(&shared.world).as_ref().and_then(Weak::upgrade);
+            let run = match world {
                 Some(w) => {
                     w.abort.store(true, Ordering::Relaxed);
                     let unwound = thread.join_timeout(WATCHDOG_GRACE);

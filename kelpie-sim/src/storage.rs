@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use crate::fault::{FaultKind, OpKind};
@@ -221,10 +221,17 @@ impl SimStorage {
             let ns = self.world().lock().faults.draw(i, 1..max * 1_000_000 + 1);
             madsim::time::sleep(Duration::from_nanos(ns)).await;
         }
-        if self.world().lock().nodes[self.node().index()].status == NodeStatus::Down {
+        Ok(d)
+    }
+
+    /// The operation's lock on the world, once its faults are decided (and any injected
+    /// latency waited out); `NodeDown` if the node went down meanwhile.
+    fn lock_up(&self) -> Result<MutexGuard<'_, State>, StorageError> {
+        let st = self.world().lock();
+        if st.nodes[self.node().index()].status == NodeStatus::Down {
             return Err(StorageError::NodeDown);
         }
-        Ok(d)
+        Ok(st)
     }
 
     /// `key` as a [`Key`]: the disk's own if it has the key, else a new one.
@@ -250,7 +257,7 @@ impl SimStorage {
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StorageError> {
         let key = key.as_ref();
         let d = self.begin(OpKind::Get, Some(key)).await?;
-        let mut st = self.world().lock();
+        let mut st = self.lock_up()?;
         if d.has(FaultKind::StorageReadFail).is_some() {
             let k = self.key_of(&st, key);
             self.trace(&mut st, OpKind::Get, k, None, false);
@@ -276,7 +283,7 @@ impl SimStorage {
     ) -> Result<(), StorageError> {
         let (key, value) = (key.as_ref(), value.as_ref());
         let d = self.begin(OpKind::Set, Some(key)).await?;
-        let mut st = self.world().lock();
+        let mut st = self.lock_up()?;
         if let Some(err) = write_error(&d) {
             let k = self.key_of(&st, key);
             self.trace(&mut st, OpKind::Set, k, Some(value), false);
@@ -316,7 +323,7 @@ impl SimStorage {
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<(), StorageError> {
         let key = key.as_ref();
         let d = self.begin(OpKind::Delete, Some(key)).await?;
-        let mut st = self.world().lock();
+        let mut st = self.lock_up()?;
         if let Some(err) = write_error(&d) {
             let k = self.key_of(&st, key);
             self.trace(&mut st, OpKind::Delete, k, None, false);
@@ -334,7 +341,7 @@ impl SimStorage {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         let prefix = prefix.as_ref();
         let d = self.begin(OpKind::Scan, Some(prefix)).await?;
-        let mut st = self.world().lock();
+        let mut st = self.lock_up()?;
         if d.has(FaultKind::StorageReadFail).is_some() {
             let k = self.key_of(&st, prefix);
             self.trace(&mut st, OpKind::Scan, k, None, false);
@@ -365,7 +372,7 @@ impl SimStorage {
     /// silently drops the sync).
     pub async fn sync(&self) -> Result<(), StorageError> {
         let d = self.begin(OpKind::Sync, None).await?;
-        let mut st = self.world().lock();
+        let mut st = self.lock_up()?;
         if d.has(FaultKind::StorageFsyncLoss).is_none() {
             st.disks[self.node().index()].sync();
         }
@@ -445,7 +452,7 @@ impl Transaction {
         let s = &self.storage;
         let d = s.begin(OpKind::Commit, None).await?;
         let node = s.node();
-        let mut st = s.world().lock();
+        let mut st = s.lock_up()?;
         if let Some(err) = write_error(&d) {
             s.trace(&mut st, OpKind::Commit, no_key(), None, false);
             return Err(err);
