@@ -260,7 +260,9 @@ pub enum TraceMode {
 /// The recorder behind a run's trace.
 #[derive(Debug)]
 pub(crate) struct Trace {
-    hash: u64,
+    /// Every event so far, fed into one running hasher (each event's `Hash` writes its
+    /// variant and the lengths of its variable parts, so the stream is unambiguous).
+    hasher: StableHasher,
     len: u64,
     /// The last `tail_cap` events, a ring: once full, `oldest` is the next slot overwritten.
     tail: Vec<TraceEvent>,
@@ -272,7 +274,7 @@ pub(crate) struct Trace {
 impl Trace {
     pub(crate) fn new(mode: TraceMode, tail_cap: usize) -> Self {
         Trace {
-            hash: 0,
+            hasher: StableHasher::default(),
             len: 0,
             tail: match mode {
                 TraceMode::Tail => Vec::with_capacity(tail_cap),
@@ -285,7 +287,7 @@ impl Trace {
     }
 
     pub(crate) fn record(&mut self, event: TraceEvent) {
-        self.hash = mix64(self.hash.rotate_left(17) ^ stable_hash(&event));
+        event.hash(&mut self.hasher);
         self.len += 1;
         if let Some(full) = &mut self.full {
             // The tail is the end of `full`, taken when the summary is made.
@@ -324,7 +326,7 @@ impl Trace {
     pub(crate) fn summary(&self) -> TraceSummary {
         TraceSummary {
             nodes: Vec::new(),
-            hash: self.hash,
+            hash: self.hasher.finish(),
             len: self.len,
             tail: self.tail(),
             full: self.full.clone(),
@@ -342,7 +344,7 @@ impl Trace {
         };
         TraceSummary {
             nodes: Vec::new(),
-            hash: self.hash,
+            hash: self.hasher.finish(),
             len: self.len,
             tail,
             full: self.full.take(),
