@@ -38,8 +38,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Fails the seed (in `Check` mode) unless every fault in `required` fired and operations
-/// both succeeded and failed.
+/// In `Check` mode: across the seed range (`sometimes!`, judged by the harness), operations
+/// both succeeded and failed, and in some seed every fault in `required` fired. Not per seed:
+/// a seed where a rare fault happened not to fire is still a valid seed (and long sweeps
+/// have such seeds).
 fn exercised(
     env: &SimEnv,
     mode: Mode,
@@ -47,13 +49,14 @@ fn exercised(
     ok: u64,
     failed: u64,
 ) -> Result<(), String> {
-    let stats = env.faults();
-    let unfired: Vec<_> = required.iter().filter(|k| stats.fired(**k) == 0).collect();
-    if mode == Mode::Check && (ok == 0 || failed == 0 || !unfired.is_empty()) {
-        return Err(format!(
-            "workload did not exercise the faults: {ok} operations succeeded, {failed} failed, \
-             unfired {unfired:?}; {stats}"
-        ));
+    if mode == Mode::Check {
+        let stats = env.faults();
+        kelpie::sometimes!(ok > 0, "an operation succeeded");
+        kelpie::sometimes!(failed > 0, "an operation failed");
+        kelpie::sometimes!(
+            required.iter().all(|k| stats.fired(*k) > 0),
+            "every required fault fired in one seed"
+        );
     }
     Ok(())
 }

@@ -234,20 +234,20 @@ fn judge(
             cluster.checker.explain(&v)
         ));
     }
+    // The workload exercised leases somewhere in the seed range (under heavy chaos a seed may
+    // make no progress at all; that is not a violation).
     let stats = cluster.checker.stats();
     let count = |k: &str| tally.get(k).copied().unwrap_or(0);
-    if stats.takeovers == 0 || stats.commits == 0 || count("refused") == 0 {
-        return Err(format!(
-            "the workload did not exercise leases: {stats}; outcomes {tally:?}"
-        ));
-    }
+    kelpie::sometimes!(stats.takeovers > 0, "a lease was taken over");
+    kelpie::sometimes!(stats.commits > 0, "a fenced write committed");
+    kelpie::sometimes!(count("refused") > 0, "a request was refused");
     let failed = count("failed") + count("unknown") + count("no reply") + count("fenced");
     let renew_errors = renew_errors.load(Ordering::Relaxed);
-    if count("wrote") == 0 || failed + renew_errors == 0 {
-        return Err(format!(
-            "operations did not both succeed and fail: {tally:?}, {renew_errors} renewal errors"
-        ));
-    }
+    kelpie::sometimes!(count("wrote") > 0, "a write went through");
+    kelpie::sometimes!(
+        failed + renew_errors > 0,
+        "an operation or a renewal failed"
+    );
     support::faults_reached(env)
 }
 

@@ -315,14 +315,14 @@ async fn lifecycle(env: SimEnv, messages: u32, required: &[FaultKind]) -> Result
     env.trace(format!(
         "lifecycle: mid-run {mid}; final {last}; {ok} sends ok, {failed} failed"
     ));
+    // Exercised somewhere in the seed range, not necessarily in this seed.
     let stats = env.faults();
-    let unfired: Vec<_> = required.iter().filter(|k| stats.fired(**k) == 0).collect();
-    if ok == 0 || failed == 0 || !unfired.is_empty() {
-        return Err(format!(
-            "workload did not exercise the faults: {ok} sends ok, {failed} failed, unfired \
-             {unfired:?}; {stats}"
-        ));
-    }
+    kelpie::sometimes!(ok > 0, "a send went through");
+    kelpie::sometimes!(failed > 0, "a send failed");
+    kelpie::sometimes!(
+        required.iter().all(|k| stats.fired(*k) > 0),
+        "every required fault fired in one seed"
+    );
     Ok(())
 }
 

@@ -17,18 +17,20 @@ mod counter;
 #[allow(dead_code, clippy::duplicate_mod)]
 mod support;
 
-/// Fails unless hand-offs committed and (if `restored`) some target activated from the state
-/// handed over.
+/// Across the seed range (`sometimes!`, judged by the harness): hand-offs committed and (if
+/// `restored`) some target activated from the state handed over. Under heavy chaos a single
+/// seed may complete none; that is not a violation.
 fn migrations_happened(
     stats: &kelpie_actors::invariants::CheckerStats,
-    tally: &Tally,
+    _tally: &Tally,
     restored: bool,
 ) -> Result<(), String> {
-    if stats.transfers == 0 || (restored && stats.restored == 0) {
-        return Err(format!(
-            "no migration completed: {stats}; operator {:?}",
-            tally.migrations
-        ));
+    kelpie::sometimes!(stats.transfers > 0, "a migration completed");
+    if restored {
+        kelpie::sometimes!(
+            stats.restored > 0,
+            "a target activated from the state handed over"
+        );
     }
     Ok(())
 }

@@ -57,13 +57,14 @@ async fn synced_writes_survive_crashes(env: SimEnv) -> Result<(), String> {
             return Err(format!("durable write {key}={value} lost: found {got:?}"));
         }
     }
-    // The faults reached the code: writes both succeeded and failed, and the node crashed.
-    let stats = env.faults();
-    if ok == 0 || failed == 0 || stats.fired(FaultKind::NodeCrash) == 0 {
-        return Err(format!(
-            "workload did not exercise the faults: {ok} ok, {failed} failed, {stats}"
-        ));
-    }
+    // The faults reached the code somewhere in the seed range (a seed in which, say, no crash
+    // happened is still a valid seed): writes both succeeded and failed, and the node crashed.
+    kelpie::sometimes!(ok > 0, "a synced write succeeded");
+    kelpie::sometimes!(failed > 0, "a write failed");
+    kelpie::sometimes!(
+        env.faults().fired(FaultKind::NodeCrash) > 0,
+        "the node crashed during the writes"
+    );
     Ok(())
 }
 

@@ -220,15 +220,16 @@ async fn wal_workload(
         ));
     }
     env.trace(format!("wal: {report}"));
-    let failed = lock(&s.tally).failed;
-    let stats = env.faults();
-    let unfired: Vec<_> = required.iter().filter(|k| stats.fired(**k) == 0).collect();
-    if check && (report.acked == 0 || failed == 0 || !unfired.is_empty()) {
-        return Err(format!(
-            "workload did not exercise the faults: {} acked, {failed} failed, unfired \
-             {unfired:?}; {stats}",
-            report.acked
-        ));
+    // Exercised somewhere in the seed range, not necessarily in this seed.
+    if check {
+        let failed = lock(&s.tally).failed;
+        let stats = env.faults();
+        kelpie::sometimes!(report.acked > 0, "an entry was acknowledged");
+        kelpie::sometimes!(failed > 0, "an append failed");
+        kelpie::sometimes!(
+            required.iter().all(|k| stats.fired(*k) > 0),
+            "every required fault fired in one seed"
+        );
     }
     Ok(())
 }

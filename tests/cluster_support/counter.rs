@@ -392,14 +392,15 @@ pub(crate) async fn judge(
         return Err(v.to_string());
     }
     verify_counts(cluster, tally).await?;
-    if tally.count("ok") == 0 || tally.failures() == 0 {
-        return Err(format!(
-            "operations did not both succeed and fail: {:?}",
-            tally.outcomes
-        ));
-    }
-    if stats.acquisitions < 2 || stats.activations == 0 || (takeovers && stats.takeovers == 0) {
-        return Err(format!("leases never changed hands: {stats}"));
+    // Exercised somewhere in the seed range, not necessarily in this seed.
+    kelpie::sometimes!(tally.count("ok") > 0, "an operation succeeded");
+    kelpie::sometimes!(tally.failures() > 0, "an operation failed");
+    kelpie::sometimes!(
+        stats.acquisitions >= 2 && stats.activations > 0,
+        "leases changed hands and actors activated"
+    );
+    if takeovers {
+        kelpie::sometimes!(stats.takeovers > 0, "a lease was taken over");
     }
     support::faults_reached(env)
 }

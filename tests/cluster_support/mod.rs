@@ -366,16 +366,15 @@ impl<S: Clone + Send + Sync + 'static> Cluster<S> {
     }
 }
 
-/// Fails unless the faults reached this run: at least one declared fault fired. That each
-/// declared fault fires somewhere in the seed range is the harness's fault-coverage check; a
-/// per-seed demand would fail seeds where a rare fault happened not to fire.
+/// That the faults reached the code: each declared fault fires somewhere in the seed range
+/// (the harness's fault-coverage check), and some seed saw one fire. Not a per-seed demand:
+/// it would fail seeds where rare faults happened not to fire, which long sweeps have.
 pub fn faults_reached(env: &SimEnv) -> Result<(), String> {
     let stats = env.faults();
-    if stats.faults.is_empty() || stats.total_fired() > 0 {
-        Ok(())
-    } else {
-        Err(format!("no declared fault fired in this run: {stats}"))
+    if !stats.faults.is_empty() {
+        kelpie::sometimes!(stats.total_fired() > 0, "a declared fault fired");
     }
+    Ok(())
 }
 
 /// A uniformly random element of `items`.

@@ -60,7 +60,8 @@ pub const ENV_VARS: &[EnvVar] = &[
         expected: "a seed, an unsigned integer such as KELPIE_SEED=42",
         doc:
             "run only this seed of each selected test (trials keep their names, `<test>::seed_N`); \
-              takes precedence over KELPIE_SEEDS",
+              takes precedence over KELPIE_SEEDS; fault and `sometimes!` coverage is reported, \
+              not judged, for a single seed",
     },
     EnvVar {
         name: SEEDS,

@@ -109,6 +109,9 @@ pub fn main() -> ExitCode {
         per_test.entry(t.test.path()).or_insert((t.test, 0)).1 += 1;
     }
     let mut session = session::Session::new(per_test.into_values(), regressions);
+    if config.seed.is_some() {
+        session.report_coverage_only();
+    }
     session.set_total(
         seeds
             .iter()

@@ -47,9 +47,17 @@ pub(crate) struct Session {
     progress: Mutex<Progress>,
     total: u64,
     started: Instant,
+    /// Whether coverage can be judged: not when `KELPIE_SEED` picks a single seed (a repro),
+    /// where a fault or a `sometimes!` condition may rightly not happen.
+    judge: bool,
 }
 
 impl Session {
+    /// Reports coverage without judging it (a run of one seed picked with `KELPIE_SEED`).
+    pub(crate) fn report_coverage_only(&mut self) {
+        self.judge = false;
+    }
+
     /// Sets how many seed runs the progress line counts towards (those libtest's filter keeps).
     pub(crate) fn set_total(&mut self, total: u64) {
         self.total = total;
@@ -80,6 +88,7 @@ impl Session {
             progress: Mutex::default(),
             total,
             started: Instant::now(),
+            judge: true,
         }
     }
 
@@ -251,6 +260,9 @@ impl Session {
                 }
             }
         }
+        if !self.judge {
+            errors.clear();
+        }
         (table, errors)
     }
 }
@@ -415,6 +427,16 @@ mod tests {
         assert!(errors[0].starts_with("`cov_dst::lenient`: `sometimes!` \"leader elected\" was evaluated 3 times in 2 seeds but never true"));
         assert!(errors[1].starts_with("`cov_dst::strict` declares fault `DiskFull` but it never fired in 2 seeds (considered 20 times)"));
         assert!(errors[2].contains("sometimes!"));
+    }
+
+    #[test]
+    fn coverage_of_a_single_picked_seed_is_reported_not_judged() {
+        let mut session = Session::new([(&STRICT, 1)], None);
+        session.report_coverage_only();
+        session.record(&STRICT, &stats(0), &BTreeMap::new());
+        let (table, errors) = session.finish();
+        assert!(table.contains("DiskFull"), "{table}");
+        assert_eq!(errors, Vec::<String>::new());
     }
 
     #[test]
