@@ -91,9 +91,8 @@ async fn no_split_brain_after_partitions_heal(env: SimEnv) -> Result<(), String>
         Operator::Deactivate(Duration::from_millis(300)),
     )
     .await;
-    if heals == 0 {
-        return Err("no partition between a node and the store healed".into());
-    }
+    // Somewhere in the seed range a partition healed (the property under test needs one).
+    kelpie::sometimes!(heals > 0, "a partition between a node and the store healed");
     judge(&env, &cluster, &tally, split, true).await
 }
 
