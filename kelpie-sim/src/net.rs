@@ -153,6 +153,14 @@ impl NetState {
         }
     }
 
+    /// Drops every message in flight and every mailbox (the run is over).
+    pub(crate) fn clear(&mut self) {
+        self.in_flight.clear();
+        self.mailboxes.clear();
+        self.pump_timer = None;
+        self.pump_waker = None;
+    }
+
     /// A killed node loses its endpoints and every message queued in them.
     pub(crate) fn reset_node(&mut self, node: NodeId) {
         self.mailboxes.retain(|(n, _), _| *n != node);

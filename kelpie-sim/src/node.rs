@@ -52,7 +52,8 @@ pub enum NodeStatus {
     Paused,
 }
 
-type InitFn = Arc<dyn Fn(SimEnv) -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
+pub(crate) type InitFn =
+    Arc<dyn Fn(SimEnv) -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
 
 pub(crate) struct NodeState {
     pub(crate) name: Arc<str>,
@@ -63,6 +64,11 @@ pub(crate) struct NodeState {
     /// (restart after a crash, resume after a pause) applies only to the state it created.
     pub(crate) epoch: u64,
     pub(crate) clock_offset_ns: i64,
+    /// The node's init closure. The world owns it (madsim's copy holds only a weak reference
+    /// to the world), so that the world is freed when the run ends even if the closure holds
+    /// an env: a closure stored in madsim's node table would form a cycle through the world's
+    /// madsim handles.
+    pub(crate) init: Option<InitFn>,
 }
 
 impl NodeState {
@@ -73,6 +79,7 @@ impl NodeState {
             status: NodeStatus::Up,
             epoch: 0,
             clock_offset_ns: 0,
+            init: None,
         }
     }
 }
@@ -110,6 +117,7 @@ impl NodeBuilder<'_> {
                 status: NodeStatus::Up,
                 epoch: 0,
                 clock_offset_ns: 0,
+                init: self.init.clone(),
             });
             st.disks.push(Disk::new());
             id
@@ -119,15 +127,19 @@ impl NodeBuilder<'_> {
             node: id,
         };
         let mut builder = world.handle.create_node().name(self.name);
-        if let Some(init) = self.init {
-            let node_env = env.clone();
+        if self.init.is_some() {
+            let weak = Arc::downgrade(world);
             // madsim calls this closure inside `restart`, holding its node table; the user's
             // closure runs on the init task's first poll instead, where it may do anything.
             // The node stays up when the init future returns (madsim would exit it).
             builder = builder.init(move || {
-                let (init, env) = (init.clone(), node_env.clone());
+                let weak = weak.clone();
                 async move {
-                    init(env).await;
+                    let Some(world) = weak.upgrade() else { return };
+                    let init = world.lock().nodes[id.index()].init.clone();
+                    if let Some(init) = init {
+                        init(SimEnv { world, node: id }).await;
+                    }
                     std::future::pending::<()>().await;
                 }
             });

@@ -120,6 +120,10 @@ pub(crate) struct State {
     pub(crate) sometimes: BTreeMap<&'static str, SometimesStat>,
     /// Virtual time at which the body finished.
     pub(crate) ended_at: Option<Duration>,
+    /// Tasks spawned through `SimEnv::spawn`, to be cancelled when the run ends (see
+    /// `World::reap`): the supervisor's cannot be killed, and a task spawned on a node after
+    /// the node was killed never runs, so killing nodes alone does not reach them.
+    pub(crate) tasks: Vec<madsim::task::AbortHandle>,
 }
 
 impl State {
@@ -180,6 +184,7 @@ impl World {
             next_tick: config.fault_tick,
             ticking: false,
             sometimes: BTreeMap::new(),
+            tasks: Vec::new(),
         };
         let handle = madsim::runtime::Handle::current();
         let time = madsim::time::TimeHandle::current();
@@ -271,6 +276,32 @@ impl World {
             st.trace.record(TraceEvent { at, node, kind });
         }
         fired
+    }
+
+    /// Cancels every task still alive at the end of the run — the nodes' (by killing them) and
+    /// those spawned through `SimEnv::spawn` — and lets madsim drop them.
+    fn reap(&self, rt: &madsim::runtime::Runtime) {
+        let (nodes, tasks) = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let nodes: Vec<_> = st.nodes.iter().filter_map(|n| n.madsim.clone()).collect();
+            (nodes, std::mem::take(&mut st.tasks))
+        };
+        let pending: Vec<_> = tasks.into_iter().filter(|t| !t.is_finished()).collect();
+        let sys = self.sys.get();
+        if nodes.is_empty() && pending.is_empty() && sys.is_none() {
+            return;
+        }
+        for node in nodes.iter().chain(sys) {
+            self.handle.kill(node.id());
+        }
+        pending.iter().for_each(madsim::task::AbortHandle::abort);
+        // One more turn of the executor: it drops every cancelled task's future.
+        rt.block_on(async {});
+        // What the world holds that may hold the world: init closures (they often capture an
+        // env), messages in flight and queued.
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.nodes.iter_mut().for_each(|n| n.init = None);
+        st.net.clear();
     }
 
     /// The report of the finished run, built on the seed thread (the trace's events are
@@ -414,10 +445,16 @@ impl SimEnv {
             });
             st.nodes[self.node.index()].madsim.clone()
         };
-        match handle {
+        let task = match handle {
             Some(node) => node.spawn(future),
             None => madsim::task::spawn(future),
+        };
+        let mut st = self.world.lock();
+        if st.tasks.len() == st.tasks.capacity() {
+            st.tasks.retain(|t| !t.is_finished());
         }
+        st.tasks.push(task.abort_handle());
+        task
     }
 
     /// Asks for the custom fault named `name` (declared as `Custom("name", p)`): `true` if it
@@ -780,7 +817,12 @@ impl Simulation {
                     Err(failure) => failure,
                 })),
             };
-            // Dropping the runtime drops the remaining tasks; a panic there is not ours.
+            // Tasks still pending when the body returns must be cancelled: madsim's runtime does
+            // not drop them, and a task asleep on a timer holds the timer that holds its waker,
+            // so it (and the world it holds) would never be freed. A panic here is not ours.
+            if let Some(world) = world.as_deref() {
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| world.reap(&rt)));
+            }
             let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(rt)));
             drop(world);
             // The last weak reference too: the world's memory is freed here, not by the caller.

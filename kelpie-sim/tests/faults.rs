@@ -679,3 +679,45 @@ fn spawns_on_a_restarted_node_run_and_init_may_return() {
         .unwrap();
     assert_eq!(r.output, (2, Some(7), NodeStatus::Up));
 }
+
+/// A run frees what it held: a task still asleep when the body returns, a node's init closure
+/// holding an env, a message in flight, and a fault's delayed restart (madsim's runtime does not
+/// drop pending tasks, and a closure in its node table would keep the world alive).
+#[test]
+fn a_finished_run_frees_pending_tasks_init_closures_and_the_world() {
+    let token = std::sync::Arc::new(());
+    for seed in 0..5 {
+        let t = token.clone();
+        sim(seed, [f(FaultKind::NodeCrash, 0.5)])
+            .run(move |env| async move {
+                let main = env.clone();
+                let t2 = t.clone();
+                let n = env
+                    .create_node("n")
+                    .init(move |node| {
+                        let (main, t) = (main.clone(), t2.clone());
+                        async move {
+                            let _keep = (&main, &t);
+                            node.sleep(Duration::from_secs(3600)).await;
+                        }
+                    })
+                    .build();
+                let t3 = t.clone();
+                let e = env.clone();
+                env.spawn(async move {
+                    let _keep = t3;
+                    e.sleep(Duration::from_secs(3600)).await;
+                });
+                let ep = n.network().endpoint::<u32>();
+                env.network().endpoint::<u32>().send(n.node(), 1);
+                env.sleep(Duration::from_millis(100)).await;
+                drop(ep);
+            })
+            .unwrap();
+    }
+    assert_eq!(
+        std::sync::Arc::strong_count(&token),
+        1,
+        "a finished run still holds what its tasks and closures captured"
+    );
+}
