@@ -494,7 +494,7 @@ fn arm(world: &World, st: &mut State, at: Duration, now: Duration, waker: &Waker
 /// delivery forward re-registers the timer itself (see [`arm`]).
 fn start_pump(world: &Arc<World>) {
     let w = world.clone();
-    world.sys().spawn(async move {
+    let task = world.sys().spawn(async move {
         loop {
             std::future::poll_fn(|cx| {
                 let now = w.elapsed();
@@ -526,6 +526,7 @@ fn start_pump(world: &Arc<World>) {
             }
         }
     });
+    world.lock().track(&task);
 }
 
 fn deliver<M: Send + 'static>(

@@ -629,8 +629,9 @@ pub(crate) fn delayed(
     action: impl FnOnce(&World) + Send + 'static,
 ) {
     let w = world.clone();
-    world.sys().spawn(async move {
+    let task = world.sys().spawn(async move {
         madsim::time::sleep(after).await;
         action(&w);
     });
+    world.lock().track(&task);
 }

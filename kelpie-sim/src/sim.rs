@@ -134,6 +134,16 @@ impl State {
         summary
     }
 
+    /// Keeps `task`'s abort handle for `World::reap`.
+    pub(crate) fn track<T>(&mut self, task: &madsim::task::JoinHandle<T>) {
+        if self.tasks.capacity() == 0 {
+            self.tasks.reserve(16);
+        } else if self.tasks.len() == self.tasks.capacity() {
+            self.tasks.retain(|t| !t.is_finished());
+        }
+        self.tasks.push(task.abort_handle());
+    }
+
     /// The summary, moving the recorded events out (for a finished run).
     fn take_summary(&mut self) -> TraceSummary {
         let mut summary = self.trace.take_summary();
@@ -278,20 +288,24 @@ impl World {
         fired
     }
 
-    /// Cancels every task still alive at the end of the run — the nodes' (by killing them) and
-    /// those spawned through `SimEnv::spawn` — and lets madsim drop them.
+    /// Cancels every task still alive at the end of the run — those we spawned (tracked in
+    /// `State::tasks`) and init tasks (by killing their nodes) — and lets madsim drop them.
     fn reap(&self, rt: &madsim::runtime::Runtime) {
         let (nodes, tasks) = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let nodes: Vec<_> = st.nodes.iter().filter_map(|n| n.madsim.clone()).collect();
+            // Only a node's init task is spawned by madsim rather than through us (and so is
+            // not in `tasks`): killing the nodes that have one reaches it and its children.
+            let nodes: Vec<_> = (st.nodes.iter())
+                .filter(|n| n.init.is_some())
+                .filter_map(|n| n.madsim.clone())
+                .collect();
             (nodes, std::mem::take(&mut st.tasks))
         };
         let pending: Vec<_> = tasks.into_iter().filter(|t| !t.is_finished()).collect();
-        let sys = self.sys.get();
-        if nodes.is_empty() && pending.is_empty() && sys.is_none() {
+        if nodes.is_empty() && pending.is_empty() {
             return;
         }
-        for node in nodes.iter().chain(sys) {
+        for node in &nodes {
             self.handle.kill(node.id());
         }
         pending.iter().for_each(madsim::task::AbortHandle::abort);
@@ -449,11 +463,7 @@ impl SimEnv {
             Some(node) => node.spawn(future),
             None => madsim::task::spawn(future),
         };
-        let mut st = self.world.lock();
-        if st.tasks.len() == st.tasks.capacity() {
-            st.tasks.retain(|t| !t.is_finished());
-        }
-        st.tasks.push(task.abort_handle());
+        self.world.lock().track(&task);
         task
     }
 
