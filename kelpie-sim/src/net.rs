@@ -17,14 +17,14 @@ use std::future::Future as _;
 use std::hash::Hash;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::fault::{FaultKind, OpKind};
 use crate::node::{NodeId, NodeStatus};
 use crate::rng::SimRng;
-use crate::sim::{SimEnv, State, World};
+use crate::sim::{lock, nanos, SimEnv, State, World};
 use crate::trace::{stable_hash, DropReason, EventKind};
 
 /// A message as delivered: sender and payload.
@@ -81,10 +81,6 @@ struct Mailbox<M> {
 
 type SharedMailbox<M> = Arc<Mutex<Mailbox<M>>>;
 
-fn lock_mailbox<M>(mailbox: &SharedMailbox<M>) -> MutexGuard<'_, Mailbox<M>> {
-    mailbox.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The network's side of a bound endpoint. Dropping it (a new binding, the node killed)
 /// closes the mailbox: queued messages are lost, waiting receivers get `None`.
 struct Inbox<M>(SharedMailbox<M>);
@@ -95,7 +91,7 @@ impl<M> Inbox<M> {
     /// Waking only schedules the tasks (madsim polls them later), so it is done under the
     /// lock, keeping the waiter list's allocation.
     fn push(&self, envelope: Envelope<M>) {
-        let mut mb = lock_mailbox(&self.0);
+        let mut mb = lock(&self.0);
         mb.queue.push_back(envelope);
         mb.waiters.drain(..).for_each(Waker::wake);
     }
@@ -103,7 +99,7 @@ impl<M> Inbox<M> {
 
 impl<M> Drop for Inbox<M> {
     fn drop(&mut self) {
-        let mut mb = lock_mailbox(&self.0);
+        let mut mb = lock(&self.0);
         mb.closed = true;
         mb.queue.clear();
         mb.waiters.drain(..).for_each(Waker::wake);
@@ -137,10 +133,9 @@ pub(crate) struct NetState {
 
 impl NetState {
     pub(crate) fn new(seed: u64, latency: &Range<Duration>) -> Self {
-        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         NetState {
             rng: SimRng::stream(seed, "network", 0),
-            latency_ns: ns(latency.start)..ns(latency.end),
+            latency_ns: nanos(latency.start)..nanos(latency.end),
             next_msg: 0,
             cuts: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
@@ -334,7 +329,7 @@ pub struct Endpoint<M> {
 
 impl<M> std::fmt::Debug for Endpoint<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mb = lock_mailbox(&self.mailbox);
+        let mb = lock(&self.mailbox);
         f.debug_struct("Endpoint")
             .field("node", &self.env.node)
             .field("message", &std::any::type_name::<M>())
@@ -360,7 +355,7 @@ impl<M: Hash + Clone + Send + 'static> Endpoint<M> {
     /// killed.
     pub async fn recv(&self) -> Option<(NodeId, M)> {
         std::future::poll_fn(|cx| {
-            let mut mb = lock_mailbox(&self.mailbox);
+            let mut mb = lock(&self.mailbox);
             if let Some(e) = mb.queue.pop_front() {
                 return Poll::Ready(Some((e.from, e.msg)));
             }
@@ -377,7 +372,7 @@ impl<M: Hash + Clone + Send + 'static> Endpoint<M> {
 
     /// The next message if one is queued.
     pub fn try_recv(&self) -> Option<(NodeId, M)> {
-        let e = lock_mailbox(&self.mailbox).queue.pop_front()?;
+        let e = lock(&self.mailbox).queue.pop_front()?;
         Some((e.from, e.msg))
     }
 }

@@ -230,7 +230,7 @@ impl World {
         if self.abort.load(Ordering::Relaxed) {
             panic!("kelpie: run aborted by the wall-clock watchdog");
         }
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Virtual time since the run started.
@@ -292,7 +292,7 @@ impl World {
     /// `State::tasks`) and init tasks (by killing their nodes) — and lets madsim drop them.
     fn reap(&self, rt: &madsim::runtime::Runtime) {
         let (nodes, tasks) = {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut st = lock(&self.state);
             // Only a node's init task is spawned by madsim rather than through us (and so is
             // not in `tasks`): killing the nodes that have one reaches it and its children.
             let nodes: Vec<_> = (st.nodes.iter())
@@ -313,7 +313,7 @@ impl World {
         rt.block_on(async {});
         // What the world holds that may hold the world: init closures (they often capture an
         // env), messages in flight and queued.
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock(&self.state);
         st.nodes.iter_mut().for_each(|n| n.init = None);
         st.net.clear();
     }
@@ -325,7 +325,7 @@ impl World {
         result: Result<T, Failure>,
         log: Vec<String>,
     ) -> Result<RunReport<T>, Box<FailedRun>> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = lock(&self.state);
         match result {
             Ok(output) => Ok(RunReport {
                 output,
@@ -447,23 +447,21 @@ impl SimEnv {
         F::Output: Send + 'static,
     {
         crate::node::catch_up(&self.world);
-        let handle = {
-            let mut st = self.world.lock();
-            st.next_task += 1;
-            let task = st.next_task;
-            let at = self.world.elapsed();
-            st.trace.record(TraceEvent {
-                at,
-                node: self.node,
-                kind: EventKind::Spawn { task },
-            });
-            st.nodes[self.node.index()].madsim.clone()
-        };
-        let task = match handle {
+        let at = self.world.elapsed();
+        let mut st = self.world.lock();
+        st.next_task += 1;
+        let task = st.next_task;
+        st.trace.record(TraceEvent {
+            at,
+            node: self.node,
+            kind: EventKind::Spawn { task },
+        });
+        // Spawning only queues the task (madsim polls it later), so the lock may be held.
+        let task = match &st.nodes[self.node.index()].madsim {
             Some(node) => node.spawn(future),
             None => madsim::task::spawn(future),
         };
-        self.world.lock().track(&task);
+        st.track(&task);
         task
     }
 
@@ -602,8 +600,9 @@ pub struct Simulation {
     schedule: Option<FaultSchedule>,
 }
 
-/// Locks a mutex that a panic cannot leave inconsistent (it holds a plain value).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks a mutex whose data a panic cannot leave inconsistent (each holder makes its changes
+/// in one go), recovering it if a panicking holder poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -864,7 +863,7 @@ impl Simulation {
                     w.abort.store(true, Ordering::Relaxed);
                     let unwound = thread.join_timeout(WATCHDOG_GRACE);
                     let st = if unwound {
-                        Some(w.state.lock().unwrap_or_else(|e| e.into_inner()))
+                        Some(lock(&w.state))
                     } else {
                         w.state.try_lock().ok()
                     };

@@ -558,6 +558,21 @@ fn nonsense_config_is_an_error_not_a_panic() {
     ));
 }
 
+/// The run was reported as a wall-clock timeout, with the trace up to the spin.
+fn assert_wall_timeout_after_spin(err: &SimError) {
+    let run = err.failed_run().unwrap();
+    assert!(
+        matches!(run.failure, Failure::WallTimeout { .. }),
+        "{}",
+        run.failure
+    );
+    assert!(run
+        .trace
+        .tail
+        .iter()
+        .any(|e| e.to_string().contains("about to spin")));
+}
+
 #[test]
 fn watchdog_reports_a_loop_that_never_awaits() {
     let mut s = sim(0, []);
@@ -573,17 +588,7 @@ fn watchdog_reports_a_loop_that_never_awaits() {
         })
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
-    let run = err.failed_run().unwrap();
-    assert!(
-        matches!(run.failure, Failure::WallTimeout { .. }),
-        "{}",
-        run.failure
-    );
-    assert!(run
-        .trace
-        .tail
-        .iter()
-        .any(|e| e.to_string().contains("about to spin")));
+    assert_wall_timeout_after_spin(&err);
 }
 
 #[test]
@@ -606,17 +611,7 @@ fn watchdog_leaves_behind_a_loop_that_never_calls_kelpie() {
     // The limit, then the one-second grace for unwinding; not the loop's lifetime.
     assert!(started.elapsed() < Duration::from_secs(5));
     RELEASE.store(true, Ordering::Relaxed);
-    let run = err.failed_run().unwrap();
-    assert!(
-        matches!(run.failure, Failure::WallTimeout { .. }),
-        "{}",
-        run.failure
-    );
-    assert!(run
-        .trace
-        .tail
-        .iter()
-        .any(|e| e.to_string().contains("about to spin")));
+    assert_wall_timeout_after_spin(&err);
 }
 
 #[test]
