@@ -25,6 +25,8 @@ pub enum EnvForm {
     LogFilter,
     /// A count: `500`.
     Count,
+    /// A file path: `target/trace-hashes.txt`.
+    Path,
 }
 
 /// One environment variable the harness reads.
@@ -50,6 +52,7 @@ const FAULT_SCHEDULE: &str = "KELPIE_FAULT_SCHEDULE";
 const REGRESSIONS: &str = "KELPIE_REGRESSIONS";
 const LOG: &str = "KELPIE_LOG";
 const LOG_LINES: &str = "KELPIE_LOG_LINES";
+const TRACE_HASHES: &str = "KELPIE_TRACE_HASHES";
 
 /// Every variable the harness reads. An empty value counts as unset; any other `KELPIE_*`
 /// variable gets a warning naming the closest known one.
@@ -120,6 +123,13 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "how many of the last captured log lines a failure report shows (default 200)",
     },
     EnvVar {
+        name: TRACE_HASHES,
+        form: EnvForm::Path,
+        expected: "a file path, such as KELPIE_TRACE_HASHES=target/trace-hashes.txt",
+        doc: "append `<trial> <trace hash>` for every seed that ran to this file (the golden \
+              trace record, see `.ci/golden-traces`)",
+    },
+    EnvVar {
         name: HELP,
         form: EnvForm::Flag,
         expected: "1, 0, true or false, such as KELPIE_HELP=1",
@@ -150,6 +160,8 @@ pub(crate) struct EnvConfig {
     pub(crate) log_filter: Option<String>,
     /// `KELPIE_LOG_LINES`.
     pub(crate) log_lines: Option<usize>,
+    /// `KELPIE_TRACE_HASHES`.
+    pub(crate) trace_hashes: Option<std::path::PathBuf>,
     /// libtest's `--nocapture` (set by `main`, not from the environment).
     pub(crate) nocapture: bool,
 }
@@ -220,6 +232,7 @@ fn parse_value(form: EnvForm, value: &str) -> Option<Value> {
                 .ok()
                 .map(|()| Value::Text(value.to_string()))
         }
+        EnvForm::Path => Some(Value::Text(value.to_string())),
         EnvForm::Count => parse_seed(value)
             .and_then(|n| usize::try_from(n).ok())
             .map(Value::Count),
@@ -275,6 +288,7 @@ where
             (REGRESSIONS, Some(Value::Flag(b))) => config.no_regressions = !b,
             (LOG, Some(Value::Text(f))) => config.log_filter = Some(f),
             (LOG_LINES, Some(Value::Count(n))) => config.log_lines = Some(n),
+            (TRACE_HASHES, Some(Value::Text(p))) => config.trace_hashes = Some(p.into()),
             _ => errors.push(EnvError { var, value }),
         }
     }
@@ -456,7 +470,7 @@ mod tests {
             [
                 "warning: unknown variable KELPIE_VERBOSE (known: KELPIE_SEED, KELPIE_SEEDS, \
               KELPIE_CHECK_DETERMINISM, KELPIE_SWARM, KELPIE_SHRINK, KELPIE_FAULT_SCHEDULE, \
-              KELPIE_REGRESSIONS, KELPIE_LOG, KELPIE_LOG_LINES, KELPIE_HELP)"
+              KELPIE_REGRESSIONS, KELPIE_LOG, KELPIE_LOG_LINES, KELPIE_TRACE_HASHES, KELPIE_HELP)"
             ]
         );
     }

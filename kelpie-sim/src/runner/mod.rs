@@ -23,6 +23,7 @@
 mod attributes;
 mod env;
 mod help;
+mod line_file;
 mod lint_trials;
 mod registry;
 mod report;
@@ -111,6 +112,9 @@ pub fn main() -> ExitCode {
     let mut session = session::Session::new(per_test.into_values(), regressions);
     if config.seed.is_some() {
         session.report_coverage_only();
+    }
+    if let Some(path) = &config.trace_hashes {
+        session.record_trace_hashes(path.clone());
     }
     session.set_total(
         seeds

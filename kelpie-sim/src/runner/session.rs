@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fault::FaultStats;
+use crate::runner::line_file;
 use crate::runner::registry::DstTest;
 use crate::sim::SometimesStat;
 
@@ -44,6 +44,8 @@ struct Progress {
 pub(crate) struct Session {
     coverage: Mutex<BTreeMap<String, TestCoverage>>,
     regressions: Option<Regressions>,
+    /// `KELPIE_TRACE_HASHES`: where each seed's trace hash is recorded.
+    trace_hashes: Option<PathBuf>,
     progress: Mutex<Progress>,
     total: u64,
     started: Instant,
@@ -56,6 +58,24 @@ impl Session {
     /// Reports coverage without judging it (a run of one seed picked with `KELPIE_SEED`).
     pub(crate) fn report_coverage_only(&mut self) {
         self.judge = false;
+    }
+
+    /// Records every seed's trace hash in `path` (`KELPIE_TRACE_HASHES`).
+    pub(crate) fn record_trace_hashes(&mut self, path: PathBuf) {
+        self.trace_hashes = Some(path);
+    }
+
+    /// Appends `<trial> <hash>` to the trace-hash record, if one was asked for.
+    pub(crate) fn record_trace_hash(&self, trial: &str, hash: u64) {
+        if let Some(path) = &self.trace_hashes {
+            let line = format!("{trial} {hash:016x}");
+            if let Err(e) = line_file::append_line(path, "", &line) {
+                eprintln!(
+                    "warning: cannot record the trace hash of {trial} in {}: {e}",
+                    path.display()
+                );
+            }
+        }
     }
 
     /// Sets how many seed runs the progress line counts towards (those libtest's filter keeps).
@@ -85,6 +105,7 @@ impl Session {
         Session {
             coverage: Mutex::new(coverage),
             regressions,
+            trace_hashes: None,
             progress: Mutex::default(),
             total,
             started: Instant::now(),
@@ -281,12 +302,22 @@ const HEADER: &str =
 line.\n# They run first on every run (as `<test>::regression_seed_N`). Commit this file.\n";
 
 impl Regressions {
-    /// Loads the file for `target` under `root` (a missing file is an empty list).
+    /// Loads the file for `target` under `root` (a missing file is an empty list). A line that
+    /// is not `<test> <seed>` or not UTF-8 is skipped with a warning naming the file and line.
     pub(crate) fn load(root: &Path, target: &str) -> (Regressions, Vec<(String, u64)>) {
         let path = root.join("dst-regressions").join(format!("{target}.txt"));
-        let entries = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&text, &path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let entries = match line_file::read_lines(&path) {
+            Ok((lines, bad)) => {
+                for b in bad {
+                    eprintln!(
+                        "warning: {}:{}: {}, skipped",
+                        path.display(),
+                        b.line,
+                        b.reason
+                    );
+                }
+                parse(lines, &path)
+            }
             Err(e) => {
                 eprintln!("warning: cannot read {}: {e}", path.display());
                 Vec::new()
@@ -302,27 +333,14 @@ impl Regressions {
         )
     }
 
-    /// Appends `test seed` unless already listed.
+    /// Appends `test seed` unless already listed (by this process or when it loaded the
+    /// file): one locked write per entry, so concurrent harness processes lose nothing.
     pub(crate) fn append(&self, test: &str, seed: u64) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         if !known.insert((test.to_string(), seed)) {
             return;
         }
-        let result = (|| -> std::io::Result<()> {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let fresh = !self.path.exists();
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            if fresh {
-                f.write_all(HEADER.as_bytes())?;
-            }
-            writeln!(f, "{test} {seed}")
-        })();
-        if let Err(e) = result {
+        if let Err(e) = line_file::append_line(&self.path, HEADER, &format!("{test} {seed}")) {
             eprintln!(
                 "warning: cannot record seed {seed} of {test} in {}: {e}",
                 self.path.display()
@@ -331,22 +349,23 @@ impl Regressions {
     }
 }
 
-fn parse(text: &str, path: &Path) -> Vec<(String, u64)> {
+/// The `<test> <seed>` entries of the regression file, without duplicates, in file order.
+fn parse(lines: Vec<(usize, String)>, path: &Path) -> Vec<(String, u64)> {
+    let mut seen = BTreeSet::new();
     let mut entries = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
+    for (n, line) in lines {
         match line
             .split_once(' ')
             .map(|(t, s)| (t, s.trim().parse::<u64>()))
         {
-            Some((test, Ok(seed))) => entries.push((test.to_string(), seed)),
+            Some((test, Ok(seed))) => {
+                if seen.insert((test.to_string(), seed)) {
+                    entries.push((test.to_string(), seed));
+                }
+            }
             _ => eprintln!(
-                "warning: {}:{}: expected `<test> <seed>`, skipped",
+                "warning: {}:{n}: expected `<test> <seed>`, skipped",
                 path.display(),
-                n + 1
             ),
         }
     }
@@ -467,12 +486,21 @@ mod tests {
     }
 
     #[test]
-    fn bad_lines_are_skipped() {
-        let entries = parse("# x\na::b 1\nnonsense\nc::d x\n\ne::f 2\n", Path::new("f"));
+    fn bad_lines_and_bytes_are_skipped_alone_and_duplicates_once() {
+        let dir = std::env::temp_dir().join(format!("kelpie-regr-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("dst-regressions")).unwrap();
+        std::fs::write(
+            dir.join("dst-regressions/t.txt"),
+            b"# x\na::b 1\nnonsense\nc::d x\nq::\xfe 4\n\ne::f 2\na::b 1\n",
+        )
+        .unwrap();
+        let (_, entries) = Regressions::load(&dir, "t");
         assert_eq!(
             entries,
             vec![("a::b".to_string(), 1), ("e::f".to_string(), 2)]
         );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

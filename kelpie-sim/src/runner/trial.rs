@@ -457,6 +457,7 @@ impl SeedTrial {
                 );
                 if let Some(facts) = &execution.facts {
                     session.record(self.test, &facts.faults, &facts.sometimes);
+                    session.record_trace_hash(&self.name, facts.trace.hash);
                 }
                 if execution.seed_failed && !self.regression && self.schedule.is_none() {
                     session.record_failure(self.test, self.seed);
