@@ -30,6 +30,9 @@ pub(crate) fn append_line(path: &Path, header: &str, line: &str) -> std::io::Res
     written.and(unlocked)
 }
 
+/// A usable line and its 1-based number.
+pub(crate) type NumberedLine = (usize, String);
+
 /// One line that [`read_lines`] could not use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BadLine {
@@ -42,7 +45,7 @@ pub(crate) struct BadLine {
 /// Reads the file at `path` under a shared lock (so that no half-appended line is seen) and
 /// returns its lines that are neither blank nor `#` comments, numbered from 1, plus the lines
 /// that are not valid UTF-8. A missing file has no lines.
-pub(crate) fn read_lines(path: &Path) -> std::io::Result<(Vec<(usize, String)>, Vec<BadLine>)> {
+pub(crate) fn read_lines(path: &Path) -> std::io::Result<(Vec<NumberedLine>, Vec<BadLine>)> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),

@@ -350,7 +350,7 @@ impl Regressions {
 }
 
 /// The `<test> <seed>` entries of the regression file, without duplicates, in file order.
-fn parse(lines: Vec<(usize, String)>, path: &Path) -> Vec<(String, u64)> {
+fn parse(lines: Vec<line_file::NumberedLine>, path: &Path) -> Vec<(String, u64)> {
     let mut seen = BTreeSet::new();
     let mut entries = Vec::new();
     for (n, line) in lines {
