@@ -625,7 +625,7 @@ mod tests {
         Box::pin(async move {
             env.trace(format!("seed {}", env.seed()));
             env.sleep(Duration::from_millis(5)).await;
-            assert!(env.seed() % 2 == 0, "odd seed {}", env.seed());
+            assert!(env.seed().is_multiple_of(2), "odd seed {}", env.seed());
             Ok(())
         })
     }
