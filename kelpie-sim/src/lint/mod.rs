@@ -29,9 +29,20 @@ pub use forbidden::{
     scan_block, scan_file, scan_fn, scan_item, Forbidden, Kind, Match, Violation, FORBIDDEN,
 };
 
+/// What a [`Diagnostic`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiagnosticKind {
+    /// A call or attribute that escapes the simulation.
+    Forbidden,
+    /// The file could not be read or parsed, so it was not linted.
+    NotLinted,
+}
+
 /// One problem found in a file, positioned like rustc's diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// What the problem is about.
+    pub kind: DiagnosticKind,
     /// The file, as given to [`lint_source`] or [`lint_file`].
     pub file: PathBuf,
     /// 1-based line.
@@ -65,7 +76,8 @@ fn position(span: proc_macro2::Span) -> (usize, usize) {
 /// Lints Rust source text, reporting positions against `file`. Diagnostics come in source order.
 /// Source that does not parse yields exactly one diagnostic, at the parse error.
 pub fn lint_source(file: &Path, source: &str) -> Vec<Diagnostic> {
-    let diagnostic = |(line, column), message| Diagnostic {
+    let diagnostic = |kind, (line, column), message| Diagnostic {
+        kind,
         file: file.to_path_buf(),
         line,
         column,
@@ -74,7 +86,7 @@ pub fn lint_source(file: &Path, source: &str) -> Vec<Diagnostic> {
     match syn::parse_file(source) {
         Ok(ast) => scan_file(&ast)
             .into_iter()
-            .map(|v| diagnostic(position(v.span), v.message))
+            .map(|v| diagnostic(DiagnosticKind::Forbidden, position(v.span), v.message))
             .collect(),
         Err(err) => {
             let message = err.to_string();
@@ -90,7 +102,11 @@ pub fn lint_source(file: &Path, source: &str) -> Vec<Diagnostic> {
             } else {
                 message
             };
-            vec![diagnostic(at, format!("cannot parse file: {message}"))]
+            vec![diagnostic(
+                DiagnosticKind::NotLinted,
+                at,
+                format!("cannot parse file: {message}"),
+            )]
         }
     }
 }
@@ -109,6 +125,7 @@ pub fn lint_file(path: &Path) -> Vec<Diagnostic> {
     match fs::read_to_string(path) {
         Ok(source) => lint_source(path, &source),
         Err(err) => vec![Diagnostic {
+            kind: DiagnosticKind::NotLinted,
             file: path.to_path_buf(),
             line: 1,
             column: 1,
@@ -185,6 +202,7 @@ mod tests {
         assert_eq!(
             found,
             vec![Diagnostic {
+                kind: DiagnosticKind::Forbidden,
                 file: PathBuf::from("tests/a_dst.rs"),
                 line: 2,
                 column: 5,

@@ -223,6 +223,11 @@ fn parse_value(form: EnvForm, value: &str) -> Option<Value> {
         },
         EnvForm::Schedule => value.parse().ok().map(Value::Schedule),
         EnvForm::LogFilter => {
+            // tracing reads a bare word as a target at every level (`not_a_level` would show
+            // only that target's events, i.e. nothing): each directive must name a level.
+            if !value.split(',').all(names_a_level) {
+                return None;
+            }
             let config = LogConfig {
                 filter: value.to_string(),
                 ..LogConfig::default()
@@ -237,6 +242,16 @@ fn parse_value(form: EnvForm, value: &str) -> Option<Value> {
             .and_then(|n| usize::try_from(n).ok())
             .map(Value::Count),
     }
+}
+
+/// Whether one directive of a log filter names a level: `debug`, or `my_crate=trace`.
+fn names_a_level(directive: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let level = directive
+        .rsplit_once('=')
+        .map_or(directive, |(_, level)| level)
+        .trim();
+    LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level))
 }
 
 fn parse_seed(s: &str) -> Option<u64> {
@@ -436,6 +451,30 @@ mod tests {
             err("KELPIE_HELP", "please"),
             ["error: KELPIE_HELP=please: expected 1, 0, true or false, such as KELPIE_HELP=1"]
         );
+    }
+
+    #[test]
+    fn every_log_filter_directive_must_name_a_level() {
+        for good in ["debug", "OFF", "warn,my_crate=trace", "info, a::b=debug"] {
+            assert_eq!(
+                config(&[("KELPIE_LOG", good)]).log_filter.as_deref(),
+                Some(good.trim())
+            );
+        }
+        for bad in [
+            "not_a_level",
+            "warn,my_crate",
+            "my_crate=loud",
+            "info,,debug",
+        ] {
+            assert_eq!(
+                parse(&[("KELPIE_LOG", bad)]).unwrap_err(),
+                [format!(
+                    "error: KELPIE_LOG={bad}: expected a tracing filter such as KELPIE_LOG=debug, \
+                     KELPIE_LOG=warn,my_crate=trace or KELPIE_LOG=off"
+                )]
+            );
+        }
     }
 
     #[test]

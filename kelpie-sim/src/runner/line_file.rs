@@ -7,27 +7,50 @@ use std::io::{Read as _, Write as _};
 use std::path::Path;
 
 /// Appends `line` (without its newline) to the file at `path`, creating the file and its
-/// directory if needed and writing `header` first into a file that is still empty.
+/// directory if needed and writing `header` first into a file that is still empty. With
+/// `unique`, a line the file already holds (another process may have written it since this one
+/// read the file) is not written again.
 ///
-/// Safe with any number of concurrent writers, threads or processes: the whole line (and the
-/// header) goes out in one `write` on an `O_APPEND` descriptor while holding the file's
-/// exclusive lock, so lines never interleave and none is lost.
-pub(crate) fn append_line(path: &Path, header: &str, line: &str) -> std::io::Result<()> {
+/// Safe with any number of concurrent writers, threads or processes: the check and the whole
+/// line (with the header) happen while holding the file's exclusive lock, and the line goes out
+/// in one `write` on an `O_APPEND` descriptor, so lines never interleave and none is lost.
+pub(crate) fn append_line(
+    path: &Path,
+    header: &str,
+    line: &str,
+    unique: bool,
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
     file.lock()?;
-    let mut record = String::with_capacity(header.len() + line.len() + 1);
-    if file.metadata()?.len() == 0 {
-        record.push_str(header);
-    }
-    record.push_str(line);
-    record.push('\n');
-    let written = file.write_all(record.as_bytes());
+    let result = (|| {
+        let mut existing = Vec::new();
+        if unique {
+            file.read_to_end(&mut existing)?;
+            if existing
+                .split(|&b| b == b'\n')
+                .any(|l| l.strip_suffix(b"\r").unwrap_or(l).trim_ascii() == line.as_bytes())
+            {
+                return Ok(());
+            }
+        }
+        let mut record = String::with_capacity(header.len() + line.len() + 1);
+        if file.metadata()?.len() == 0 {
+            record.push_str(header);
+        }
+        record.push_str(line);
+        record.push('\n');
+        file.write_all(record.as_bytes())
+    })();
     // Closing the descriptor releases the lock too; unlocking first makes the order explicit.
     let unlocked = file.unlock();
-    written.and(unlocked)
+    result.and(unlocked)
 }
 
 /// A usable line and its 1-based number.
@@ -97,7 +120,9 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..200 {
                         let line = format!("some::fairly::long::test::path_{t} {i}");
-                        append_line(&path, "# header\n", &line).unwrap();
+                        append_line(&path, "# header\n", &line, false).unwrap();
+                        // The same line again, as another process would: written once.
+                        append_line(&path, "# header\n", &line, true).unwrap();
                     }
                 })
             })

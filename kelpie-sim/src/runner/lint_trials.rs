@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use libtest_mimic::{Failed, Trial};
 
-use crate::lint::{dst_files, lint_file, Diagnostic};
+use crate::lint::{dst_files, lint_file, Diagnostic, DiagnosticKind};
 use crate::runner::report::Invocation;
 
 /// The package root: the runtime `CARGO_MANIFEST_DIR` (cargo sets it when running tests), else
@@ -38,12 +38,20 @@ pub(crate) fn lint_trial_name(relative: &Path) -> String {
 /// `reproduce:` line.
 pub(crate) fn lint_message(diagnostics: &[Diagnostic], reproduce: &str) -> String {
     let mut m = String::new();
-    let count = diagnostics.len();
-    let _ = writeln!(
-        m,
-        "{count} nondeterministic call{} in a DST file:",
-        if count == 1 { "" } else { "s" }
-    );
+    let calls = diagnostics
+        .iter()
+        .filter(|d| d.kind == DiagnosticKind::Forbidden)
+        .count();
+    let unlinted = diagnostics.len() - calls;
+    let mut heading = Vec::new();
+    if unlinted > 0 {
+        heading.push("a DST file that could not be linted".to_string());
+    }
+    if calls > 0 {
+        let s = if calls == 1 { "" } else { "s" };
+        heading.push(format!("{calls} nondeterministic call{s} in a DST file"));
+    }
+    let _ = writeln!(m, "{}:", heading.join("; "));
     for d in diagnostics {
         let _ = writeln!(m, "{d}");
     }
@@ -132,6 +140,28 @@ mod tests {
         assert_eq!(
             lines[2],
             "reproduce: cargo test -- --exact lint::tests/nested/bad_dst.rs"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn an_unparsable_file_is_headed_as_not_linted_not_as_a_call() {
+        let root = scratch("unparsable");
+        std::fs::write(root.join("tests/broken_dst.rs"), "fn t( {\n").unwrap();
+        let invocation = Arc::new(Invocation::default());
+        let msg = lint_one(&root, &root.join("tests/broken_dst.rs"), &invocation).unwrap_err();
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines[0], "a DST file that could not be linted:", "{msg}");
+        assert!(lines[1].contains("cannot parse file"), "{msg}");
+        std::fs::write(
+            root.join("tests/broken_dst.rs"),
+            "fn t() { tokio::spawn(async {}); std::thread::sleep(d); }\n",
+        )
+        .unwrap();
+        let msg = lint_one(&root, &root.join("tests/broken_dst.rs"), &invocation).unwrap_err();
+        assert!(
+            msg.starts_with("2 nondeterministic calls in a DST file:\n"),
+            "{msg}"
         );
         let _ = std::fs::remove_dir_all(&root);
     }

@@ -27,6 +27,7 @@ mod line_file;
 mod lint_trials;
 mod registry;
 mod report;
+mod running;
 mod session;
 mod trial;
 
@@ -97,7 +98,6 @@ pub fn main() -> ExitCode {
     let invocation = Arc::new(report::Invocation::current());
     let tests = registered();
     let config = &parsed.config;
-    let seeds = trial::seed_trials(&tests, config);
     let (regressions, entries) = if config.no_regressions {
         (None, Vec::new())
     } else {
@@ -105,6 +105,11 @@ pub fn main() -> ExitCode {
         let (r, entries) = session::Regressions::load(&lint_trials::root(), target);
         (Some(r), entries)
     };
+    let planned = trial::plan_seed_trials(&tests, &entries, config);
+    for warning in &planned.warnings {
+        eprintln!("{warning}");
+    }
+    let seeds = planned.trials;
     let mut per_test: BTreeMap<String, (&'static DstTest, usize)> = BTreeMap::new();
     for t in &seeds {
         per_test.entry(t.test.path()).or_insert((t.test, 0)).1 += 1;
@@ -123,10 +128,9 @@ pub fn main() -> ExitCode {
             .count() as u64,
     );
     let session = Arc::new(session);
-    // Regression seeds run first; then every seed of every test; then canaries and lints.
-    let mut trials: Vec<Trial> = trial::regression_trials(&tests, &entries, config)
+    // Regression seeds run first; then every other seed of every test; then canaries and lints.
+    let mut trials: Vec<Trial> = seeds
         .into_iter()
-        .chain(seeds)
         .map(|t| t.into_trial(invocation.clone(), Some(session.clone())))
         .collect();
     trials.extend(
@@ -135,6 +139,20 @@ pub fn main() -> ExitCode {
             .map(|t| t.into_trial(invocation.clone())),
     );
     trials.extend(lint_trials::lint_trials(&lint_trials::root(), &invocation));
+    if let Some(seed) = config.seed {
+        // A reproduce line that selects nothing must not pass as if it had run.
+        let any = trials
+            .iter()
+            .any(|t| !args.is_filtered_out(t) && !args.is_ignored(t));
+        if !any && !args.list {
+            eprintln!(
+                "error: KELPIE_SEED={seed} is set but the command line selects no trial to run; a seed's \
+                 trials are named `<module>::<test>::seed_{seed}` (list them with -- --list)"
+            );
+            return ExitCode::from(USAGE_ERROR);
+        }
+    }
+    running::guard_early_exit();
     let stop = Arc::new(AtomicBool::new(false));
     let progress = session.spawn_progress(args.quiet || args.list, stop.clone());
     let conclusion = libtest_mimic::run(&args, trials);
@@ -152,6 +170,7 @@ pub fn main() -> ExitCode {
     for e in &errors {
         println!("error: {e}");
     }
+    running::finish();
     if errors.is_empty() {
         conclusion.exit_code()
     } else {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::fault::FaultStats;
 use crate::runner::line_file;
 use crate::runner::registry::DstTest;
+use crate::runner::running;
 use crate::sim::SometimesStat;
 
 /// A run quieter than this prints no progress line.
@@ -69,7 +70,7 @@ impl Session {
     pub(crate) fn record_trace_hash(&self, trial: &str, hash: u64) {
         if let Some(path) = &self.trace_hashes {
             let line = format!("{trial} {hash:016x}");
-            if let Err(e) = line_file::append_line(path, "", &line) {
+            if let Err(e) = line_file::append_line(path, "", &line, false) {
                 eprintln!(
                     "warning: cannot record the trace hash of {trial} in {}: {e}",
                     path.display()
@@ -156,19 +157,25 @@ impl Session {
         quiet: bool,
         stop: Arc<AtomicBool>,
     ) -> Option<std::thread::JoinHandle<()>> {
-        if quiet || !std::io::stderr().is_terminal() {
-            return None;
-        }
+        // The progress line only on a terminal; notes on seeds that overrun in any case.
+        let line = !quiet && std::io::stderr().is_terminal();
         let session = self.clone();
         // The runner's own thread, outside any simulation.
         Some(std::thread::spawn(move || {
             let mut printed = false;
+            let mut ticks = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(250));
-                if session.started.elapsed() > PROGRESS_AFTER && !stop.load(Ordering::Relaxed) {
+                ticks += 1;
+                if !ticks.is_multiple_of(4) || stop.load(Ordering::Relaxed) {
+                    continue;
+                }
+                for note in running::overrun_notes() {
+                    eprintln!("{}{note}", if printed { "\r\x1b[2K" } else { "" });
+                }
+                if line && session.started.elapsed() > PROGRESS_AFTER {
                     eprint!("\r\x1b[2K{}", session.progress_line());
                     printed = true;
-                    std::thread::sleep(Duration::from_millis(750));
                 }
             }
             if printed {
@@ -340,7 +347,8 @@ impl Regressions {
         if !known.insert((test.to_string(), seed)) {
             return;
         }
-        if let Err(e) = line_file::append_line(&self.path, HEADER, &format!("{test} {seed}")) {
+        if let Err(e) = line_file::append_line(&self.path, HEADER, &format!("{test} {seed}"), true)
+        {
             eprintln!(
                 "warning: cannot record seed {seed} of {test} in {}: {e}",
                 self.path.display()

@@ -12,6 +12,7 @@ use crate::log::LogConfig;
 use crate::runner::env::EnvConfig;
 use crate::runner::registry::DstTest;
 use crate::runner::report::{failure_message, Invocation, RunFacts};
+use crate::runner::running;
 use crate::runner::session::Session;
 use crate::sim::{RunReport, SimConfig, SimEnv, Simulation};
 
@@ -82,19 +83,51 @@ pub(crate) fn seed_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<Se
     trials
 }
 
-/// One trial per regression-file entry of a registered test, named
-/// `<test>::regression_seed_<N>`; they come first and are not part of the seed range.
-pub(crate) fn regression_trials(
+/// The seed trials of one harness run, regression seeds first, and the warnings about
+/// regression entries that cannot run.
+pub(crate) struct PlannedSeeds {
+    pub(crate) trials: Vec<SeedTrial>,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Every seed trial of this run: first the regression-file entries of registered tests, then
+/// every other selected seed (see [`seed_trials`]). Each (test, seed) runs once: an entry whose
+/// seed is in the test's range moves that seed's trial to the front under its usual name
+/// (`<test>::seed_N`); an entry outside the range is a trial of its own,
+/// `<test>::regression_seed_N`. With `KELPIE_SEED` (a reproduction) the file is not replayed.
+/// An entry naming a test this harness does not register is a warning.
+pub(crate) fn plan_seed_trials(
     tests: &[&'static DstTest],
     entries: &[(String, u64)],
     env: &EnvConfig,
-) -> Vec<SeedTrial> {
+) -> PlannedSeeds {
+    let mut rest = seed_trials(tests, env);
     let mut trials = Vec::new();
+    let mut warnings = Vec::new();
+    if env.seed.is_some() {
+        return PlannedSeeds {
+            trials: rest,
+            warnings,
+        };
+    }
     for (path, seed) in entries {
         let Some(&test) = tests.iter().find(|t| t.path() == *path) else {
+            warnings.push(format!(
+                "warning: regression entry `{path} {seed}`: no registered test is named `{path}` \
+                 (renamed or removed?); the entry is skipped"
+            ));
             continue;
         };
         if test.options.canary || test.options.should_fail {
+            continue;
+        }
+        if let Some(i) = rest
+            .iter()
+            .position(|t| t.seed == *seed && std::ptr::eq(t.test, test))
+        {
+            let mut trial = rest.remove(i);
+            trial.regression = true;
+            trials.push(trial);
             continue;
         }
         trials.push(SeedTrial {
@@ -113,7 +146,8 @@ pub(crate) fn regression_trials(
             log: log_config(env),
         });
     }
-    trials
+    trials.extend(rest);
+    PlannedSeeds { trials, warnings }
 }
 
 /// The log capture the environment asks for.
@@ -287,6 +321,14 @@ impl SeedTrial {
         }
     }
 
+    /// The seed's wall-clock watchdog limit.
+    fn wall_limit(&self) -> Duration {
+        self.test
+            .options
+            .wall_timeout_ms
+            .map_or_else(|| SimConfig::default().wall_timeout, Duration::from_millis)
+    }
+
     fn run_once(&self, sim: &Simulation) -> RunOutcome {
         let run = self.test.run;
         let nodes = self.test.options.nodes;
@@ -374,7 +416,10 @@ impl SeedTrial {
         let seed_failed = !should_fail && facts.is_some();
         let mut facts = facts;
         let mut replay_note = None;
-        let capture = seed_failed && !nondeterministic && !self.log.live && !self.log.is_off();
+        // A seed that hit the wall-clock watchdog is not replayed: it would hang as long again.
+        let watchdog = matches!(original, Some(Failure::WallTimeout { .. }));
+        let capture =
+            seed_failed && !nondeterministic && !watchdog && !self.log.live && !self.log.is_off();
         if let (true, Some(f)) = (capture, facts.as_mut()) {
             // Replay the failing seed with log capture: deterministic, so the same failure,
             // now with its log; a different trace means the test is not deterministic.
@@ -404,7 +449,10 @@ impl SeedTrial {
         if nondeterministic && self.check == Check::FromEnv {
             env.push("KELPIE_CHECK_DETERMINISM=1".to_string());
         }
-        let reproduce = invocation.command(&env, &self.name, self.test.options.ignore);
+        // Named by the seed alone (`<test>::seed_N`), which `KELPIE_SEED` always creates: a
+        // regression trial's own name exists only where the regression file lists it.
+        let repro_name = trial_name(self.test, self.seed);
+        let reproduce = invocation.command(&env, &repro_name, self.test.options.ignore);
         let mut message = failure_message(&headline, self.seed, &plan, facts.as_ref(), &reproduce);
         if let Some(note) = replay_note {
             message.push('\n');
@@ -417,7 +465,7 @@ impl SeedTrial {
             if let Some(shrunk) = shrink(self, &sim, &f.faults, first_run, original) {
                 let mut env = env.clone();
                 env.push(format!("KELPIE_FAULT_SCHEDULE={}", shrunk.schedule));
-                let cmd = invocation.command(&env, &self.name, self.test.options.ignore);
+                let cmd = invocation.command(&env, &repro_name, self.test.options.ignore);
                 message.push_str(&format!(
                     "\n{}\nreproduce the shrunk schedule: {cmd}",
                     shrunk.describe(&plan)
@@ -441,7 +489,9 @@ impl SeedTrial {
         let ignored = self.test.options.ignore;
         Trial::test(self.name.clone(), move || {
             let started = std::time::Instant::now();
+            let running = running::enter(&self.name, self.wall_limit());
             let execution = self.execute(&invocation);
+            drop(running);
             if let Some(session) = &session {
                 let virtual_time = execution
                     .facts
@@ -1059,19 +1109,57 @@ mod tests {
     }
 
     #[test]
-    fn regression_entries_become_named_trials_of_known_tests() {
+    fn regression_entries_run_once_first_and_unknown_tests_warn() {
         let entries = vec![
             ("lease_dst::writes".to_string(), 99),
             ("gone::test".to_string(), 1),
             ("lease_dst::odd_should_fail".to_string(), 3),
+            ("lease_dst::writes".to_string(), 1),
         ];
-        let trials = regression_trials(
-            &[&WRITES, &ODD_SHOULD_FAIL],
-            &entries,
-            &EnvConfig::default(),
+        let env = EnvConfig {
+            seeds: Some(0..=2),
+            ..EnvConfig::default()
+        };
+        let planned = plan_seed_trials(&[&WRITES, &ODD_SHOULD_FAIL], &entries, &env);
+        assert_eq!(
+            names(&planned.trials),
+            [
+                "lease_dst::writes::regression_seed_99",
+                // In the range: moved to the front under its usual name, not run twice.
+                "lease_dst::writes::seed_1",
+                "lease_dst::writes::seed_0",
+                "lease_dst::writes::seed_2",
+                "lease_dst::odd_should_fail::seed_0",
+                "lease_dst::odd_should_fail::seed_1",
+                "lease_dst::odd_should_fail::seed_2",
+            ]
         );
-        assert_eq!(names(&trials), ["lease_dst::writes::regression_seed_99"]);
-        assert!(trials[0].regression);
-        assert_eq!(trials[0].seed, 99);
+        assert!(planned.trials[0].regression && planned.trials[1].regression);
+        assert!(!planned.trials[2].regression);
+        assert_eq!(planned.warnings.len(), 1);
+        assert!(
+            planned.warnings[0].contains("no registered test is named `gone::test`"),
+            "{:?}",
+            planned.warnings
+        );
+    }
+
+    #[test]
+    fn a_reproduction_runs_its_seed_alone_and_names_the_seed_trial() {
+        let entries = vec![("lease_dst::writes".to_string(), 99)];
+        let env = EnvConfig {
+            seed: Some(99),
+            ..EnvConfig::default()
+        };
+        let planned = plan_seed_trials(&[&WRITES], &entries, &env);
+        assert_eq!(names(&planned.trials), ["lease_dst::writes::seed_99"]);
+        // A regression trial's reproduce line names `seed_N`, which exists from the seed alone.
+        let regression = plan_seed_trials(&[&WRITES], &entries, &EnvConfig::default());
+        let message = regression.trials[0].run(&invocation()).unwrap_err();
+        assert!(
+            message.contains("KELPIE_SEED=99 cargo test")
+                && message.contains("--exact lease_dst::writes::seed_99"),
+            "{message}"
+        );
     }
 }
