@@ -36,10 +36,12 @@ pub(crate) fn dst_test(attr: TokenStream, function: ItemFn) -> TokenStream {
 ///
 /// The registration calls the function by its bare name from a block that glob-imports the
 /// enclosing module (`use self::*`). At module level that finds the user's fn. Inside an `impl` or
-/// `trait` block the fn is an associated item, the module has no such name, and lookup falls
-/// through to a same-named fallback one scope further out, whose bound (a trait nothing implements,
-/// with `#[diagnostic::on_unimplemented]`) fails with kelpie's message at the fn's name. At module
-/// level the fallback is shadowed and never used.
+/// `trait` block the fn is an associated item, and inside a fn body a block item; either way the
+/// module has no such name, and lookup falls through to a same-named fallback one scope further
+/// out, whose bound (a trait nothing implements, with `#[diagnostic::on_unimplemented]`) fails
+/// with kelpie's message at the fn's signature. At module level the fallback is shadowed and never
+/// used. (A test must be at module level anyway: the runner names it by its module path, and two
+/// block-level tests of one name in one module would collide.)
 fn expand(test: &Test) -> TokenStream {
     let (args, item) = (&test.args, &test.function);
     let name = &item.sig.ident;
@@ -89,14 +91,14 @@ fn expand(test: &Test) -> TokenStream {
         #[allow(dead_code, non_upper_case_globals)]
         const #holder: () = {
             #[diagnostic::on_unimplemented(
-                message = "`#[kelpie::dst_test]` goes on a free `async fn`, not on an associated fn or method",
-                label = "this test is inside an `impl` or `trait` block",
-                note = "move the test out of the block, to module level: the runner calls it by its path"
+                message = "`#[kelpie::dst_test]` goes on an `async fn` at module level, not on an associated fn, a method or a fn inside a block",
+                label = "not a module-level fn: the runner names and calls each test by its module path",
+                note = "move the test out of the `impl`, `trait` or fn body, to module level"
             )]
-            trait DstTestIsAFreeFn {}
+            trait DstTestAtModuleLevel {}
 
             // Reached only when the enclosing module has no fn of this name (see `expand`).
-            fn #fallback_call<E: DstTestIsAFreeFn>(_: E) -> ::core::future::Ready<()> {
+            fn #fallback_call<E: DstTestAtModuleLevel>(_: E) -> ::core::future::Ready<()> {
                 ::core::future::ready(())
             }
 

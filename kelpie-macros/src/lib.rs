@@ -6,11 +6,11 @@
 //! the offending token, and so is a call in the test body that escapes the simulation (a real
 //! thread, real time, tokio's runtime). All mistakes are reported in one compile.
 //!
-//! The pipeline, one stage per file, as in thiserror and serde_derive: [`parse`] reads the
-//! attribute's arguments into the data model of [`ast`], [`validate`] checks the arguments, the
-//! function and its body, [`expand`] generates the registration with the runner, and [`fallback`]
+//! The pipeline, one stage per file, as in thiserror and serde_derive: `parse` reads the
+//! attribute's arguments into the data model of `ast`, `validate` checks the arguments, the
+//! function and its body, `expand` generates the registration with the runner, and `fallback`
 //! emits the errors plus the function as written. Every stage records its mistakes in the
-//! collector of [`errors`]. The tables (faults, attribute keys, forbidden calls) and the
+//! collector of `errors`. The tables (faults, attribute keys, forbidden calls) and the
 //! "did you mean" suggestion come from the shared vocabulary crate `kelpie-spec`.
 
 extern crate proc_macro;
@@ -35,8 +35,8 @@ use proc_macro::TokenStream;
 /// async fn survives_faults(env: kelpie::SimEnv) -> Result<(), MyError> { ... }
 /// ```
 ///
-/// The function must be a free `async fn` (not an associated fn or method in an `impl` block)
-/// without generics that takes exactly one argument, the simulation environment
+/// The function must be an `async fn` at module level (not an associated fn, a method or a fn
+/// inside a block: the runner names each test by its module path) without generics that takes exactly one argument, the simulation environment
 /// (`kelpie::SimEnv`), and returns `()` or `Result<(), E>` where `E: Display`; an `Err` fails the
 /// seed. Its body must not escape the simulation: calls such as `std::thread::spawn`,
 /// `tokio::spawn` or `std::time::Instant::now` are rejected at compile time (use the `env`'s task,

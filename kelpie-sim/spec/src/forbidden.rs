@@ -2,7 +2,7 @@
 //!
 //! One table, [`FORBIDDEN`], read by `#[kelpie::dst_test]` (a compile error at the call in a test
 //! body) and by the file lint (every `*_dst.rs` file); the scanner that finds its entries in Rust
-//! syntax is [`scan`](crate::scan), behind the `syn` feature. Most entries are nondeterministic
+//! syntax is `kelpie_spec::scan`, behind the `syn` feature. Most entries are nondeterministic
 //! (tokio's runtime, OS threads, the wall clock, OS randomness); `std::process::exit` and `abort`
 //! are here because they end the test process before the runner reports anything.
 

@@ -177,6 +177,23 @@ mod tests {
     }
 
     #[test]
+    fn ending_the_process_is_flagged_through_a_module_import() {
+        // The import is outside the fn: the file lint sees it, the attribute (which sees only the
+        // fn) would not.
+        let source = "use std::process;\n\n#[kelpie::dst_test]\nasync fn t(env: SimEnv) {\n    \
+                      process::exit(0);\n}\n";
+        let found = lint_source(Path::new("tests/a_dst.rs"), source);
+        assert_eq!(
+            found.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "tests/a_dst.rs:5:5: `std::process::exit` (written `process::exit`) ends the test \
+              process before the runner's summary, so this seed and every later one go \
+              unreported: return an error from the test or panic instead"
+            ]
+        );
+    }
+
+    #[test]
     fn parse_error_is_one_diagnostic_at_its_location() {
         let found = lint_source(Path::new("bad_dst.rs"), "fn t() {\n    let x = ;\n}\n");
         assert_eq!(found.len(), 1);
