@@ -1,6 +1,11 @@
-//! Code generation. The generated items name only absolute paths under `::kelpie::__private` and
-//! `::core`/`::std`, and live inside `const _: () = { ... };` so that they add no names to the
-//! user's module.
+//! Code generation: the registration of a checked test with the runner, or, on any error, the
+//! [fallback](crate::fallback).
+//!
+//! The generated items name only absolute paths under `::kelpie::__private` and `::core`/`::std`.
+//! They live in one hidden `const` named after the test (`__KELPIE_DST_TEST_<name>`), not in an
+//! anonymous `const _`: a named `const` is also valid inside an `impl` or `trait` block, where an
+//! associated fn that carries the attribute must get a kelpie error, not rustc's "`const` items in
+//! this context need a name". See [`expand`] for how that error arises.
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -8,39 +13,37 @@ use syn::ext::IdentExt as _;
 use syn::spanned::Spanned as _;
 use syn::{FnArg, ItemFn, ReturnType};
 
-use crate::args::{self, Args, Fault, Seeds, Value};
-use crate::check::{self, Errors};
-use crate::table::{FaultKind, ParamKind};
+use kelpie_spec::{FaultKind, ParamKind};
+
+use crate::ast::{Args, Fault, Seeds, Test, Value};
+use crate::errors::Ctxt;
+use crate::{fallback, parse, validate};
 
 /// Parses and checks the arguments and the function, then generates the registration; on any
-/// error, emits the function unchanged plus one `compile_error!` per mistake.
-pub(crate) fn dst_test(attr: TokenStream, item: ItemFn) -> TokenStream {
-    let errors = Errors::default();
-    let args = args::parse(attr, &errors);
-    check::args(&args, &errors);
-    check::function(&item, &errors);
-    check::body(&item, &errors);
-    match errors.finish() {
-        Ok(()) => expand(&args, &item),
-        Err(error) => fallback(item, error),
+/// error, the [fallback](fallback::expand): the function unchanged plus every error.
+pub(crate) fn dst_test(attr: TokenStream, function: ItemFn) -> TokenStream {
+    let cx = Ctxt::new();
+    let args = parse::args(attr, &cx);
+    let test = Test { args, function };
+    validate::test(&test, &cx);
+    match cx.check() {
+        Ok(()) => expand(&test),
+        Err(error) => fallback::expand(test.function, error),
     }
 }
 
-/// The function as written, so that code calling it or its own body's type errors are still
-/// reported normally, plus the compile errors; no registration, so nothing cascades from it.
-fn fallback(mut item: ItemFn, error: syn::Error) -> TokenStream {
-    let error = error.to_compile_error();
-    // A `#[test]`-like attribute on the function was reported; expanding it on an `async fn` with
-    // an argument would only add errors of its own.
-    item.attrs.retain(|attr| !check::is_test_attribute(attr));
-    quote! {
-        #error
-        #[allow(dead_code)]
-        #item
-    }
-}
-
-fn expand(args: &Args, item: &ItemFn) -> TokenStream {
+/// The function, and its registration with the runner (`inventory::submit!` of a `DstTest`).
+///
+/// The registration calls the function by its bare name from a block that glob-imports the
+/// enclosing module (`use self::*`). At module level that finds the user's fn. Inside an `impl` or
+/// `trait` block the fn is an associated item, and inside a fn body a block item; either way the
+/// module has no such name, and lookup falls through to a same-named fallback one scope further
+/// out, whose bound (a trait nothing implements, with `#[diagnostic::on_unimplemented]`) fails
+/// with kelpie's message at the fn's signature. At module level the fallback is shadowed and never
+/// used. (A test must be at module level anyway: the runner names it by its module path, and two
+/// block-level tests of one name in one module would collide.)
+fn expand(test: &Test) -> TokenStream {
+    let (args, item) = (&test.args, &test.function);
     let name = &item.sig.ident;
     let name_str = name.unraw().to_string();
     // The function name's own span (not merely its location): `line!()` and `file!()` report the
@@ -77,31 +80,53 @@ fn expand(args: &Args, item: &ItemFn) -> TokenStream {
     let faults = args.faults.iter().map(fault);
     let options = options(args);
 
+    let holder = format_ident!("__KELPIE_DST_TEST_{}", name_str);
+    let fallback_call = quote_spanned!(here=> #name);
+
     quote! {
         #[allow(dead_code)]
         #item
 
-        const _: () = {
-            fn __kelpie_run(env: ::kelpie::__private::SimEnv) -> ::kelpie::__private::TestFuture {
-                ::std::boxed::Box::pin(async move { #result })
+        #[doc(hidden)]
+        #[allow(dead_code, non_upper_case_globals)]
+        const #holder: () = {
+            #[diagnostic::on_unimplemented(
+                message = "`#[kelpie::dst_test]` goes on an `async fn` at module level, not on an associated fn, a method or a fn inside a block",
+                label = "not a module-level fn: the runner names and calls each test by its module path",
+                note = "move the test out of the `impl`, `trait` or fn body, to module level"
+            )]
+            trait DstTestAtModuleLevel {}
+
+            // Reached only when the enclosing module has no fn of this name (see `expand`).
+            fn #fallback_call<E: DstTestAtModuleLevel>(_: E) -> ::core::future::Ready<()> {
+                ::core::future::ready(())
             }
 
-            fn __kelpie_faults() -> ::std::vec::Vec<::kelpie::__private::FaultSpec> {
-                ::std::vec![#(#faults),*]
-            }
+            const _: () = {
+                #[allow(unused_imports)]
+                use self::*;
 
-            ::kelpie::__private::inventory::submit! {
-                ::kelpie::__private::DstTest {
-                    name: #name_str,
-                    module_path: #module_path,
-                    file: #file,
-                    line: #line,
-                    seeds: #seeds,
-                    faults: __kelpie_faults,
-                    options: #options,
-                    run: __kelpie_run,
+                fn __kelpie_run(env: ::kelpie::__private::SimEnv) -> ::kelpie::__private::TestFuture {
+                    ::std::boxed::Box::pin(async move { #result })
                 }
-            }
+
+                fn __kelpie_faults() -> ::std::vec::Vec<::kelpie::__private::FaultSpec> {
+                    ::std::vec![#(#faults),*]
+                }
+
+                ::kelpie::__private::inventory::submit! {
+                    ::kelpie::__private::DstTest {
+                        name: #name_str,
+                        module_path: #module_path,
+                        file: #file,
+                        line: #line,
+                        seeds: #seeds,
+                        faults: __kelpie_faults,
+                        options: #options,
+                        run: __kelpie_run,
+                    }
+                }
+            };
         };
     }
 }
@@ -234,7 +259,14 @@ mod tests {
             out.starts_with("# [allow (dead_code)] async fn leases"),
             "{out}"
         );
-        assert!(out.contains("const _ : () = {"), "{out}");
+        assert!(
+            out.contains("const __KELPIE_DST_TEST_leases : () = {"),
+            "{out}"
+        );
+        assert!(
+            out.contains("const _ : () = { # [allow (unused_imports)] use self :: * ;"),
+            "{out}"
+        );
         assert!(out.contains(":: kelpie :: __private :: IntoTestResult :: into_test_result (leases (env) . await)"), "{out}");
         assert!(out.contains(":: std :: vec ! []"), "{out}");
         assert!(out.contains("name : \"leases\""), "{out}");
@@ -320,5 +352,6 @@ mod tests {
         );
         assert!(!out.contains("inventory"), "{out}");
         assert!(!out.contains("const _"), "{out}");
+        assert!(!out.contains("__KELPIE_DST_TEST"), "{out}");
     }
 }

@@ -6,28 +6,21 @@
 //! the offending token, and so is a call in the test body that escapes the simulation (a real
 //! thread, real time, tokio's runtime). All mistakes are reported in one compile.
 //!
-//! The pipeline: `args` parses the attribute, `check` validates the arguments, the function and
-//! its body, `expand` generates the registration with the runner.
+//! The pipeline, one stage per file, as in thiserror and serde_derive: `parse` reads the
+//! attribute's arguments into the data model of `ast`, `validate` checks the arguments, the
+//! function and its body, `expand` generates the registration with the runner, and `fallback`
+//! emits the errors plus the function as written. Every stage records its mistakes in the
+//! collector of `errors`. The tables (faults, attribute keys, forbidden calls) and the
+//! "did you mean" suggestion come from the shared vocabulary crate `kelpie-spec`.
 
 extern crate proc_macro;
 
-mod args;
-mod check;
+mod ast;
+mod errors;
 mod expand;
-
-/// The fault table shared with `kelpie-sim`: one source of truth for fault names and parameters.
-#[allow(dead_code, rustdoc::broken_intra_doc_links)]
-#[path = "../../kelpie-sim/src/fault/table.rs"]
-mod table;
-
-/// The forbidden-call scanner shared with `kelpie-sim`'s lint.
-#[allow(dead_code)]
-#[path = "../../kelpie-sim/src/runner/attributes.rs"]
-mod attributes;
-
-#[allow(dead_code, rustdoc::broken_intra_doc_links)]
-#[path = "../../kelpie-sim/src/lint/forbidden.rs"]
-mod forbidden;
+mod fallback;
+mod parse;
+mod validate;
 
 use proc_macro::TokenStream;
 
@@ -42,11 +35,13 @@ use proc_macro::TokenStream;
 /// async fn survives_faults(env: kelpie::SimEnv) -> Result<(), MyError> { ... }
 /// ```
 ///
-/// The function must be an `async fn` without generics that takes exactly one argument, the
-/// simulation environment (`kelpie::SimEnv`), and returns `()` or `Result<(), E>` where
-/// `E: Display`; an `Err` fails the seed. Its body must not escape the simulation: calls such as
-/// `std::thread::spawn`, `tokio::spawn` or `std::time::Instant::now` are rejected at compile time
-/// (use the `env`'s task, time and randomness instead).
+/// The function must be an `async fn` at module level (not an associated fn, a method or a fn
+/// inside a block: the runner names each test by its module path) without generics that takes exactly one argument, the simulation environment
+/// (`kelpie::SimEnv`), and returns `()` or `Result<(), E>` where `E: Display`; an `Err` fails the
+/// seed. Its body must not escape the simulation: calls such as `std::thread::spawn`,
+/// `tokio::spawn` or `std::time::Instant::now` are rejected at compile time (use the `env`'s task,
+/// time and randomness instead), and so are `std::process::exit` and `abort`, which would end the
+/// run before the runner reports anything (return an error or panic instead).
 ///
 /// # Arguments
 ///
@@ -96,13 +91,6 @@ pub fn dst_test(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     match syn::parse2::<syn::ItemFn>(item.clone()) {
         Ok(function) => expand::dst_test(attr.into(), function).into(),
-        Err(error) => {
-            let error = syn::Error::new(
-                error.span(),
-                "`#[kelpie::dst_test]` applies to an `async fn name(env: kelpie::SimEnv)`",
-            )
-            .to_compile_error();
-            quote::quote!(#error #item).into()
-        }
+        Err(error) => fallback::not_a_function(item, error).into(),
     }
 }

@@ -315,37 +315,14 @@ where
 }
 
 fn unknown_warning(name: &str) -> String {
-    let upper = name.to_ascii_uppercase();
-    let closest = ENV_VARS
-        .iter()
-        .map(|v| (edit_distance(&upper, v.name), v.name))
-        .min_by_key(|(d, _)| *d)
-        .filter(|(d, _)| *d <= 3);
-    match closest {
-        Some((_, known)) => format!("warning: unknown variable {name} (did you mean {known}?)"),
-        None => {
-            let known: Vec<&str> = ENV_VARS.iter().map(|v| v.name).collect();
-            format!(
-                "warning: unknown variable {name} (known: {})",
-                known.join(", ")
-            )
-        }
+    let known: Vec<&str> = ENV_VARS.iter().map(|v| v.name).collect();
+    match kelpie_spec::closest(name, &known) {
+        Some(known) => format!("warning: unknown variable {name} (did you mean {known}?)"),
+        None => format!(
+            "warning: unknown variable {name} (known: {})",
+            known.join(", ")
+        ),
     }
-}
-
-/// Levenshtein distance over bytes.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -512,15 +489,6 @@ mod tests {
               KELPIE_REGRESSIONS, KELPIE_LOG, KELPIE_LOG_LINES, KELPIE_TRACE_HASHES, KELPIE_HELP)"
             ]
         );
-    }
-
-    #[test]
-    fn edit_distance_basics() {
-        assert_eq!(edit_distance("KELPIE_SEED", "KELPIE_SEED"), 0);
-        assert_eq!(edit_distance("KELPIE_SEEED", "KELPIE_SEED"), 1);
-        assert_eq!(edit_distance("KELPIE_SED", "KELPIE_SEED"), 1);
-        assert_eq!(edit_distance("KELPIE_SEDE", "KELPIE_SEED"), 2);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

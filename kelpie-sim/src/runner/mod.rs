@@ -20,7 +20,8 @@
 //! prints them with the attribute's keys and the fault table. A bad value stops the run with one
 //! line on stderr and exit code 2.
 
-mod attributes;
+// The attribute keys live in the shared vocabulary crate, which the macro reads too.
+use kelpie_spec::attributes;
 mod env;
 mod help;
 mod line_file;

@@ -1,104 +1,71 @@
-//! Validation: the test function's signature, its body (no calls that escape the simulation), and
-//! the consistency of the parsed arguments. Every problem is recorded in [`Errors`], spanned at
-//! the token that has to change, and checking goes on so that one compile shows them all.
+//! Validation: the consistency of the parsed arguments, the test function's signature, and its
+//! body (no calls that escape the simulation or end the process). Every problem is recorded in the
+//! [`Ctxt`], spanned at the token that has to change, and checking goes on so that one compile
+//! shows them all.
 
-use std::cell::RefCell;
-use std::fmt::Display;
-
-use proc_macro2::Span;
-use quote::ToTokens;
 use syn::{FnArg, ItemFn, ReturnType};
 
-use crate::args::{Args, Value};
-use crate::forbidden;
+use crate::ast::{Args, Test, Value};
+use crate::errors::Ctxt;
 
-/// Collects every error of one expansion, like serde_derive's `Ctxt`; [`Errors::finish`] joins
-/// them with [`syn::Error::combine`] so that rustc reports each at its own span.
-#[derive(Default)]
-pub(crate) struct Errors {
-    errors: RefCell<Vec<syn::Error>>,
-}
-
-impl Errors {
-    /// Records an error spanning `tokens`.
-    pub fn spanned(&self, tokens: impl ToTokens, message: impl Display) {
-        self.push(syn::Error::new_spanned(tokens.into_token_stream(), message));
-    }
-
-    /// Records an error at `span`.
-    pub fn at(&self, span: Span, message: impl Display) {
-        self.push(syn::Error::new(span, message));
-    }
-
-    /// Records an error from syn's parser.
-    pub fn push(&self, error: syn::Error) {
-        self.errors.borrow_mut().push(error);
-    }
-
-    /// All errors as one, or `Ok` if there were none.
-    pub fn finish(self) -> syn::Result<()> {
-        let mut errors = self.errors.into_inner().into_iter();
-        let Some(mut combined) = errors.next() else {
-            return Ok(());
-        };
-        for error in errors {
-            combined.combine(error);
-        }
-        Err(combined)
-    }
+/// Checks a parsed test: its arguments, then its function's signature, then its body.
+pub(crate) fn test(test: &Test, cx: &Ctxt) {
+    args(&test.args, cx);
+    function(&test.function, cx);
+    body(&test.function, cx);
 }
 
 /// The shape every `#[kelpie::dst_test]` function has, as shown in error messages.
 const SHAPE: &str = "`async fn name(env: kelpie::SimEnv)`";
 
 /// Checks the function's signature and attributes.
-pub(crate) fn function(item: &ItemFn, errors: &Errors) {
+pub(crate) fn function(item: &ItemFn, cx: &Ctxt) {
     let sig = &item.sig;
     if sig.asyncness.is_none() {
-        errors.at(
+        cx.error_at(
             sig.fn_token.span,
             format!("`#[kelpie::dst_test]` needs an `async fn`: expected {SHAPE}"),
         );
     }
     if let Some(constness) = &sig.constness {
-        errors.spanned(
+        cx.error_spanned_by(
             constness,
             format!("a DST test cannot be `const`: expected {SHAPE}"),
         );
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.spanned(
+        cx.error_spanned_by(
             unsafety,
             format!("a DST test cannot be `unsafe`: expected {SHAPE}"),
         );
     }
     if let Some(abi) = &sig.abi {
-        errors.spanned(
+        cx.error_spanned_by(
             abi,
             format!("a DST test cannot have an ABI: expected {SHAPE}"),
         );
     }
     if !sig.generics.params.is_empty() {
-        errors.spanned(
+        cx.error_spanned_by(
             &sig.generics,
             format!("a DST test cannot be generic: the runner calls it with one `kelpie::SimEnv`; expected {SHAPE}"),
         );
     }
     if let Some(where_clause) = &sig.generics.where_clause {
-        errors.spanned(
+        cx.error_spanned_by(
             where_clause,
             format!("a DST test cannot have a `where` clause: expected {SHAPE}"),
         );
     }
     if let Some(variadic) = &sig.variadic {
-        errors.spanned(
+        cx.error_spanned_by(
             variadic,
             format!("a DST test cannot be variadic: expected {SHAPE}"),
         );
     }
     for input in &sig.inputs {
         if let FnArg::Receiver(receiver) = input {
-            errors.spanned(
+            cx.error_spanned_by(
                 receiver,
                 format!(
                     "a DST test is a free function, not a method: remove `self`; expected {SHAPE}"
@@ -113,7 +80,7 @@ pub(crate) fn function(item: &ItemFn, errors: &Errors) {
         .count();
     let receivers = sig.inputs.len() - typed;
     if typed == 0 && receivers == 0 {
-        errors.at(
+        cx.error_at(
             sig.paren_token.span.join(),
             format!("a DST test takes exactly one argument, the simulation environment: expected {SHAPE}"),
         );
@@ -124,14 +91,14 @@ pub(crate) fn function(item: &ItemFn, errors: &Errors) {
             .filter(|i| matches!(i, FnArg::Typed(_)))
             .skip(1)
             .collect();
-        errors.spanned(
+        cx.error_spanned_by(
             quote::quote!(#(#extra),*),
             format!("a DST test takes exactly one argument, the simulation environment; remove the others: expected {SHAPE}"),
         );
     }
     if let ReturnType::Type(_, ty) = &sig.output {
         if let syn::Type::ImplTrait(_) = &**ty {
-            errors.spanned(
+            cx.error_spanned_by(
                 ty,
                 "a DST test returns `()` or `Result<(), E>` where `E: Display`, not `impl Trait`",
             );
@@ -139,7 +106,7 @@ pub(crate) fn function(item: &ItemFn, errors: &Errors) {
     }
     for attr in &item.attrs {
         if is_test_attribute(attr) {
-            errors.spanned(
+            cx.error_spanned_by(
                 attr,
                 "remove this attribute: `#[kelpie::dst_test]` registers the test with the DST runner itself",
             );
@@ -155,23 +122,23 @@ pub(crate) fn is_test_attribute(attr: &syn::Attribute) -> bool {
         .is_some_and(|s| s.ident == "test")
 }
 
-/// Rejects calls in the body that escape the simulation (real threads, real time, tokio's runtime),
-/// using the same scanner as `kelpie-sim`'s lint.
-pub(crate) fn body(item: &ItemFn, errors: &Errors) {
-    for violation in forbidden::scan_block(&item.block) {
-        errors.push(violation.to_error());
+/// Rejects calls in the body that escape the simulation (real threads, real time, tokio's runtime)
+/// or end the process, with the scanner and table the file lint uses too (`kelpie_spec::scan`).
+pub(crate) fn body(item: &ItemFn, cx: &Ctxt) {
+    for violation in kelpie_spec::scan::scan_block(&item.block) {
+        cx.syn_error(violation.to_error());
     }
 }
 
 /// Checks what no single value can: relations between the options of one fault.
-pub(crate) fn args(args: &Args, errors: &Errors) {
+pub(crate) fn args(args: &Args, cx: &Ctxt) {
     for fault in &args.faults {
         let after = fault.option("after_ms");
         let until = fault.option("until_ms");
         if let (Some(after), Some(until)) = (after, until) {
             if let (Value::Millis(a), Value::Millis(u)) = (&after.value, &until.value) {
                 if a >= u {
-                    errors.at(
+                    cx.error_at(
                         until.span,
                         format!("`until_ms` ({u}) must be later than `after_ms` ({a}), or the fault never fires"),
                     );
@@ -188,9 +155,9 @@ mod tests {
     use syn::parse_quote;
 
     fn function_errors(item: ItemFn) -> Vec<String> {
-        let errors = Errors::default();
-        function(&item, &errors);
-        match errors.finish() {
+        let cx = Ctxt::new();
+        function(&item, &cx);
+        match cx.check() {
             Ok(()) => Vec::new(),
             Err(err) => err.into_iter().map(|e| e.to_string()).collect(),
         }
@@ -294,10 +261,10 @@ mod tests {
                 let ok = env.now();
             }
         );
-        let errors = Errors::default();
-        body(&item, &errors);
-        let messages: Vec<String> = errors
-            .finish()
+        let cx = Ctxt::new();
+        body(&item, &cx);
+        let messages: Vec<String> = cx
+            .check()
             .unwrap_err()
             .into_iter()
             .map(|e| e.to_string())
@@ -318,10 +285,10 @@ mod tests {
                 let _ = std::time::Instant::now();
             }
         );
-        let errors = Errors::default();
-        body(&item, &errors);
-        let messages: Vec<String> = errors
-            .finish()
+        let cx = Ctxt::new();
+        body(&item, &cx);
+        let messages: Vec<String> = cx
+            .check()
             .unwrap_err()
             .into_iter()
             .map(|e| e.to_string())
@@ -338,15 +305,47 @@ mod tests {
     }
 
     #[test]
-    fn fault_windows_must_not_be_empty() {
-        let errors = Errors::default();
-        let args = crate::args::parse(
-            quote!(faults = [StorageWriteFail(0.1, after_ms = 500, until_ms = "500ms")]),
-            &errors,
+    fn ending_the_process_in_the_body_is_an_error() {
+        let item: ItemFn = parse_quote!(
+            async fn t(env: SimEnv) {
+                use std::process;
+                if env.now().is_zero() {
+                    process::exit(0);
+                }
+                std::process::abort();
+            }
         );
-        super::args(&args, &errors);
-        let messages: Vec<String> = errors
-            .finish()
+        let cx = Ctxt::new();
+        body(&item, &cx);
+        let messages: Vec<String> = cx
+            .check()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "`std::process::exit` (written `process::exit`) ends the test process before the \
+                 runner's summary, so this seed and every later one go unreported: return an error \
+                 from the test or panic instead",
+                "`std::process::abort` ends the test process before the runner's summary, so this \
+                 seed and every later one go unreported: return an error from the test or panic \
+                 instead",
+            ]
+        );
+    }
+
+    #[test]
+    fn fault_windows_must_not_be_empty() {
+        let cx = Ctxt::new();
+        let args = crate::parse::args(
+            quote!(faults = [StorageWriteFail(0.1, after_ms = 500, until_ms = "500ms")]),
+            &cx,
+        );
+        super::args(&args, &cx);
+        let messages: Vec<String> = cx
+            .check()
             .unwrap_err()
             .into_iter()
             .map(|e| e.to_string())

@@ -1,8 +1,7 @@
 //! The keys of `#[kelpie::dst_test(...)]`: the one table of names, value shapes and docs.
 //!
-//! Depends on nothing, so that `kelpie-macros` includes this very file (`#[path]`) for its
-//! parser and error messages, while the runner's `KELPIE_HELP=1` text and the README's table
-//! are derived from it too.
+//! `kelpie-macros` reads it for its parser and error messages; the runner's `KELPIE_HELP=1` text
+//! and the README's table are derived from it too.
 
 /// One key of the attribute.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,324 @@
+//! The forbidden-API table: what a DST test must not call, and what to use instead.
+//!
+//! One table, [`FORBIDDEN`], read by `#[kelpie::dst_test]` (a compile error at the call in a test
+//! body) and by the file lint (every `*_dst.rs` file); the scanner that finds its entries in Rust
+//! syntax is `kelpie_spec::scan`, behind the `syn` feature. Most entries are nondeterministic
+//! (tokio's runtime, OS threads, the wall clock, OS randomness); `std::process::exit` and `abort`
+//! are here because they end the test process before the runner reports anything.
+
+/// How a forbidden path is used in source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A function, type, constant or module, named by a path (`tokio::spawn(..)`,
+    /// `let f = tokio::spawn;`, `tokio::time::Instant`).
+    Item,
+    /// A macro, invoked as `path! { .. }`.
+    Macro {
+        /// The invocation is allowed when its body starts with `biased;` (tokio's `select!`
+        /// then polls its branches in declaration order instead of from a random start).
+        biased_ok: bool,
+    },
+    /// An attribute, written `#[path]` or `#[path(..)]`.
+    Attribute,
+}
+
+/// Which paths an entry covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// Exactly the entry's path.
+    Exact,
+    /// The entry's path and every path under it (`tokio::time` covers `tokio::time::sleep` and
+    /// `tokio::time::Instant::now`).
+    Prefix {
+        /// Names known to live directly in the module, so that a glob import of it
+        /// (`use tokio::time::*;`) lets a bare `sleep(..)` be recognised.
+        members: &'static [&'static str],
+        /// Names directly under the prefix that are deterministic and therefore allowed
+        /// (`tokio::time::Duration` is `std::time::Duration`).
+        allowed: &'static [&'static str],
+    },
+}
+
+/// One entry of [`FORBIDDEN`]: an API a DST test must not use, why, and what to use instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forbidden {
+    /// The absolute path, `::`-separated, without a leading `::` or a trailing `!`
+    /// (`"tokio::spawn"`, `"tokio::select"`).
+    pub path: &'static str,
+    /// How the path is used: item, macro or attribute. Shapes the message only.
+    pub kind: Kind,
+    /// Whether the entry covers only its path or everything under it.
+    pub matching: Match,
+    /// What is wrong with it, completing "`path` ...": [`NONDETERMINISTIC`] for most entries.
+    pub problem: &'static str,
+    /// The advice appended to the message, naming the replacement.
+    pub replacement: &'static str,
+}
+
+/// The [`Forbidden::problem`] of every entry but the ones that end the process.
+pub const NONDETERMINISTIC: &str = "is not deterministic in a DST test";
+
+/// The [`Forbidden::problem`] of `std::process::exit` and `abort`.
+const ENDS_RUN: &str = "ends the test process before the runner's summary, so this seed and \
+                        every later one go unreported";
+
+impl Forbidden {
+    const fn item(path: &'static str, replacement: &'static str) -> Self {
+        Forbidden {
+            path,
+            kind: Kind::Item,
+            matching: Match::Exact,
+            problem: NONDETERMINISTIC,
+            replacement,
+        }
+    }
+
+    const fn prefix(
+        path: &'static str,
+        members: &'static [&'static str],
+        allowed: &'static [&'static str],
+        replacement: &'static str,
+    ) -> Self {
+        Forbidden {
+            path,
+            kind: Kind::Item,
+            matching: Match::Prefix { members, allowed },
+            problem: NONDETERMINISTIC,
+            replacement,
+        }
+    }
+
+    const fn macro_(path: &'static str, biased_ok: bool, replacement: &'static str) -> Self {
+        Forbidden {
+            path,
+            kind: Kind::Macro { biased_ok },
+            matching: Match::Exact,
+            problem: NONDETERMINISTIC,
+            replacement,
+        }
+    }
+
+    const fn attribute(path: &'static str, replacement: &'static str) -> Self {
+        Forbidden {
+            path,
+            kind: Kind::Attribute,
+            matching: Match::Exact,
+            problem: NONDETERMINISTIC,
+            replacement,
+        }
+    }
+
+    /// A call that ends the process: the run stops before the runner reports anything.
+    const fn ends_run(path: &'static str) -> Self {
+        Forbidden {
+            path,
+            kind: Kind::Item,
+            matching: Match::Exact,
+            problem: ENDS_RUN,
+            replacement: "return an error from the test or panic instead",
+        }
+    }
+
+    /// The path's segments.
+    fn segments(&self) -> impl Iterator<Item = &'static str> {
+        self.path.split("::")
+    }
+
+    /// How the API is written in source: `tokio::spawn`, `tokio::select!` or `#[tokio::test]`.
+    fn display(&self, resolved: &str) -> String {
+        match self.kind {
+            Kind::Item => resolved.to_string(),
+            Kind::Macro { .. } => format!("{resolved}!"),
+            Kind::Attribute => format!("#[{resolved}]"),
+        }
+    }
+
+    /// The message for a use of this entry: `resolved` is the absolute path the use names,
+    /// `written` the path as written (mentioned when it differs, e.g. after a renaming import).
+    ///
+    /// ```
+    /// let entry = kelpie_spec::forbidden::lookup(&["tokio", "spawn"]).unwrap();
+    /// assert_eq!(
+    ///     entry.message("tokio::spawn", "go"),
+    ///     "`tokio::spawn` (written `go`) is not deterministic in a DST test: use `env.spawn(...)`",
+    /// );
+    /// ```
+    pub fn message(&self, resolved: &str, written: &str) -> String {
+        let mut message = format!("`{}`", self.display(resolved));
+        if written != resolved {
+            message.push_str(&format!(" (written `{written}`)"));
+        }
+        message.push_str(&format!(" {}: {}", self.problem, self.replacement));
+        message
+    }
+}
+
+const USE_SPAWN: &str = "use `env.spawn(...)`";
+const USE_SLEEP: &str = "use `env.sleep(...)`";
+const USE_NOW: &str = "use `env.now()`";
+const USE_RNG: &str = "use `env.rng()`";
+
+/// The one table of APIs a DST test must not use, shared by `#[kelpie::dst_test]` and the lint.
+///
+/// Not here, on purpose: `tokio::sync::*` (runtime-agnostic), `tokio::join!` and `try_join!` (poll
+/// in order), `madsim::*` (the simulation itself), and `std::collections::HashMap` (the simulation
+/// seeds hash keys per run).
+pub const FORBIDDEN: &[Forbidden] = &[
+    // tokio's tasks run on tokio's executor, not the simulation's.
+    Forbidden::item("tokio::spawn", USE_SPAWN),
+    Forbidden::item("tokio::task::spawn", USE_SPAWN),
+    Forbidden::item("tokio::task::spawn_local", USE_SPAWN),
+    Forbidden::item(
+        "tokio::task::spawn_blocking",
+        "use `env.spawn(...)`: the simulation has no blocking pool",
+    ),
+    Forbidden::item(
+        "tokio::task::block_in_place",
+        "`.await` the work instead: the simulation has no blocking pool",
+    ),
+    Forbidden::prefix(
+        "tokio::task::JoinSet",
+        &[],
+        &[],
+        "use `env.spawn(...)` and keep the handles",
+    ),
+    Forbidden::prefix("tokio::task::LocalSet", &[], &[], USE_SPAWN),
+    // tokio's clock is the wall clock.
+    Forbidden::item("tokio::time::sleep", USE_SLEEP),
+    Forbidden::item("tokio::time::sleep_until", USE_SLEEP),
+    Forbidden::item("tokio::time::timeout", "use `env.timeout(...)`"),
+    Forbidden::item("tokio::time::timeout_at", "use `env.timeout(...)`"),
+    Forbidden::prefix("tokio::time::Instant", &[], &[], USE_NOW),
+    Forbidden::prefix(
+        "tokio::time",
+        &[
+            "sleep",
+            "sleep_until",
+            "timeout",
+            "timeout_at",
+            "interval",
+            "interval_at",
+            "Instant",
+            "Interval",
+            "Sleep",
+            "Timeout",
+            "MissedTickBehavior",
+            "advance",
+            "pause",
+            "resume",
+            "error",
+        ],
+        &["Duration"],
+        "use the simulation's clock: `env.sleep(...)`, `env.timeout(...)`, `env.now()`",
+    ),
+    Forbidden::prefix(
+        "tokio::runtime",
+        &[
+            "Runtime",
+            "Builder",
+            "Handle",
+            "EnterGuard",
+            "RuntimeFlavor",
+            "RuntimeMetrics",
+            "TryCurrentError",
+            "LocalRuntime",
+            "Id",
+        ],
+        &[],
+        "the simulation is the runtime: write the test as a `#[kelpie::dst_test]` fn and use `env`",
+    ),
+    Forbidden::macro_(
+        "tokio::select",
+        true,
+        "write `biased;` as its first line so that branches are polled in declaration order",
+    ),
+    Forbidden::macro_(
+        "futures::select",
+        false,
+        "use `futures::select_biased!`, which polls branches in declaration order",
+    ),
+    Forbidden::attribute(
+        "tokio::main",
+        "write the test as a `#[kelpie::dst_test]` fn",
+    ),
+    Forbidden::attribute("tokio::test", "use `#[kelpie::dst_test]`"),
+    // OS threads and the wall clock.
+    Forbidden::item("std::thread::spawn", USE_SPAWN),
+    Forbidden::item("std::thread::scope", USE_SPAWN),
+    Forbidden::prefix("std::thread::Builder", &[], &[], USE_SPAWN),
+    Forbidden::item("std::thread::sleep", USE_SLEEP),
+    Forbidden::item("std::time::Instant::now", USE_NOW),
+    Forbidden::item("std::time::SystemTime::now", USE_NOW),
+    // Randomness from the OS.
+    Forbidden::item("rand::thread_rng", USE_RNG),
+    Forbidden::item("rand::rng", USE_RNG),
+    Forbidden::item("rand::random", USE_RNG),
+    Forbidden::prefix("rand::rngs::OsRng", &[], &[], USE_RNG),
+    Forbidden::prefix("rand::rngs::ThreadRng", &[], &[], USE_RNG),
+    Forbidden::item("rand::rngs::StdRng::from_entropy", USE_RNG),
+    Forbidden::item("rand::rngs::SmallRng::from_entropy", USE_RNG),
+    Forbidden::prefix(
+        "getrandom",
+        &[
+            "getrandom",
+            "getrandom_uninit",
+            "fill",
+            "fill_uninit",
+            "u32",
+            "u64",
+        ],
+        &[],
+        USE_RNG,
+    ),
+    // Ending the process: the runner never prints its summary, so the run can look green.
+    Forbidden::ends_run("std::process::exit"),
+    Forbidden::ends_run("std::process::abort"),
+];
+
+/// The most specific entry covering the absolute `path` (by segments), if any.
+///
+/// ```
+/// use kelpie_spec::forbidden::lookup;
+///
+/// assert_eq!(lookup(&["tokio", "time", "sleep"]).unwrap().path, "tokio::time::sleep");
+/// assert_eq!(lookup(&["tokio", "time", "interval"]).unwrap().path, "tokio::time");
+/// assert!(lookup(&["tokio", "time", "Duration"]).is_none());
+/// ```
+pub fn lookup<S: AsRef<str>>(path: &[S]) -> Option<&'static Forbidden> {
+    FORBIDDEN
+        .iter()
+        .filter(|entry| {
+            let len = entry.segments().count();
+            let under =
+                path.len() >= len && entry.segments().zip(path).all(|(a, b)| a == b.as_ref());
+            match entry.matching {
+                Match::Exact => under && path.len() == len,
+                Match::Prefix { allowed, .. } => {
+                    let next = path.get(len).map(AsRef::as_ref);
+                    under && !next.is_some_and(|next| allowed.contains(&next))
+                }
+            }
+        })
+        .max_by_key(|entry| entry.segments().count())
+}
+
+/// Whether `name` is known to exist in the module `module`, for glob imports: some entry lies at
+/// or under `module::name`, or `module` is a prefix entry listing `name` among its members.
+#[cfg(feature = "syn")]
+pub(crate) fn known_member(module: &[String], name: &str) -> bool {
+    FORBIDDEN.iter().any(|entry| {
+        let under = entry.segments().count() > module.len()
+            && entry
+                .segments()
+                .zip(module.iter().map(String::as_str).chain([name]))
+                .all(|(a, b)| a == b);
+        let listed = match entry.matching {
+            Match::Prefix { members, allowed } => {
+                entry.segments().eq(module.iter().map(String::as_str))
+                    && (members.contains(&name) || allowed.contains(&name))
+            }
+            Match::Exact => false,
+        };
+        under || listed
+    })
+}
