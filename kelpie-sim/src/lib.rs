@@ -18,12 +18,20 @@
 //! assert_eq!(report.faults.fired(FaultKind::StorageWriteFail), 1);
 //! ```
 
-#[cfg(not(madsim))]
+#[cfg(all(not(madsim), not(kelpie_rustflags_set)))]
 compile_error!(
     "kelpie-sim must be built with `--cfg madsim` (it runs only on madsim's deterministic \
      executor). Add to `.cargo/config.toml` in your workspace root:\n\
      [target.'cfg(all())']\nrustflags = [\"--cfg\", \"madsim\"]\n[build]\nrustdocflags = [\"--cfg\", \"madsim\"]\n\
-     or build with RUSTFLAGS=\"--cfg madsim\"."
+     or build with RUSTFLAGS=\"--cfg madsim\". (If you set RUSTFLAGS, even to an empty value, \
+     cargo ignores the config's rustflags: put `--cfg madsim` into the variable.)"
+);
+#[cfg(all(not(madsim), kelpie_rustflags_set))]
+compile_error!(
+    "kelpie-sim must be built with `--cfg madsim`, and your `RUSTFLAGS` variable is why it was \
+     not: when RUSTFLAGS is set (even to an empty value) cargo ignores the rustflags of \
+     `.cargo/config.toml`, which set `--cfg madsim`. Put the cfg into your variable, \
+     RUSTFLAGS=\"--cfg madsim <your flags>\", or unset it."
 );
 
 #[cfg(madsim)]
