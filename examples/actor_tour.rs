@@ -19,6 +19,8 @@ use kelpie::{SimConfig, Simulation};
 #[path = "../tests/lease_dst.rs"]
 #[allow(dead_code)]
 mod lease_dst;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 fn test(name: &str) -> &'static DstTest {
     kelpie::harness::registered()

@@ -29,6 +29,8 @@ mod kv_dst;
 #[path = "../tests/lifecycle_dst.rs"]
 #[allow(dead_code, clippy::all)]
 mod lifecycle_dst;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 /// Counts live heap bytes and their peak, across all threads — only while `COUNTING` is on
 /// (the memory pass), so that the timed runs pay nothing for it.

@@ -3,7 +3,7 @@
 //! 10 ms), no two nodes ever believe they own one actor (checked on the runtimes' own beliefs,
 //! including right after each partition heals), and no acknowledged update is lost.
 //!
-//! The actor is a counter persisted at `actors/ns/{id}/count` (`cluster_support/counter.rs`).
+//! The actor is a counter persisted at `actors/ns/{id}/count` (`support/counter.rs`).
 
 use std::time::Duration;
 
@@ -11,12 +11,8 @@ use kelpie::SimEnv;
 
 use counter::{counter_cluster, judge, run_clients, runtime_config, Operator};
 
-#[path = "cluster_support/counter.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod counter;
-#[path = "cluster_support/mod.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod support;
+use crate::support::cluster as support;
+use crate::support::counter;
 
 /// Basic faults (1–2 %): failing and slow storage, skewed clocks, crashes, pauses.
 #[kelpie::dst_test(

@@ -12,6 +12,8 @@ mod registry_dst;
 mod storage_dst;
 mod wal_dst;
 
+mod support;
+
 fn main() -> std::process::ExitCode {
     kelpie::harness::main()
 }

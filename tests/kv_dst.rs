@@ -3,7 +3,7 @@
 //! checkpoint and never loses or duplicates an acknowledged message ([`MessageDurability`]).
 //!
 //! The cluster: a database node `db` whose disk backs a [`SimKv`], and worker nodes `w1`, `w2`
-//! that run the workload on a platform each (`support::NodePlatform`). Faults crash any of
+//! that run the workload on a platform each (`support::storage::NodePlatform`). Faults crash any of
 //! them; a crashed worker reruns its init, which resumes the workload where the
 //! (supervisor-held) client state says.
 
@@ -20,11 +20,7 @@ use kelpie_actors::{
     KvTransaction, NewAgent, NewMessage, Platform, Role, SimKv,
 };
 
-#[path = "storage_support/mod.rs"]
-#[allow(clippy::duplicate_mod)]
-mod support;
-
-use support::NodePlatform;
+use crate::support::storage::NodePlatform;
 
 /// Whether a run is a real check (the faults must have fired and operations must have both
 /// succeeded and failed) or a canary (only an invariant violation may fail it).

@@ -3,7 +3,7 @@
 //! lease event as it happens, on the real `LeaseManager` running on simulated nodes whose store
 //! is a dedicated database node that crashes, partitions and fails writes.
 //!
-//! `support` (`cluster_support/mod.rs`, shared with `activation_dst` and `migration_dst`) builds
+//! `support::cluster` (`support/cluster.rs`, shared with `activation_dst` and `migration_dst`) builds
 //! the cluster: a `db` node whose disk backs the store, nodes `n2..n{N+1}` each running a
 //! service on its own [`support::NodePlatform`], and a [`ClusterChecker`] fed every event.
 
@@ -19,11 +19,8 @@ use kelpie_actors::{
     LeaseManager, Platform,
 };
 
+use crate::support::cluster as support;
 use support::{Cluster, NodePlatform};
-
-#[path = "cluster_support/mod.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod support;
 
 /// The lease layer alone: each node keeps the leases it acquired, renews them in the
 /// background, and — while a lease is valid — appends to the actor's counter in a fenced

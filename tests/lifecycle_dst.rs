@@ -21,11 +21,7 @@ use kelpie_actors::{
     NewMessage, Platform, Role, RuntimeConfig, SimKv,
 };
 
-#[path = "storage_support/mod.rs"]
-#[allow(clippy::duplicate_mod)]
-mod support;
-
-use support::NodePlatform;
+use crate::support::storage::NodePlatform;
 
 /// The workers' protocol.
 #[derive(Debug, Clone, Hash)]

@@ -10,12 +10,8 @@ use kelpie::SimEnv;
 
 use counter::{counter_cluster, judge, run_clients, runtime_config, Operator, Tally};
 
-#[path = "cluster_support/counter.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod counter;
-#[path = "cluster_support/mod.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod support;
+use crate::support::cluster as support;
+use crate::support::counter;
 
 /// Across the seed range (`sometimes!`, judged by the harness): hand-offs committed and (if
 /// `restored`) some target activated from the state handed over. Under heavy chaos a single

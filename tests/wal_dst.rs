@@ -16,11 +16,7 @@ use kelpie_actors::{
     WalBug, WalConfig, WalEntry,
 };
 
-#[path = "storage_support/mod.rs"]
-#[allow(clippy::duplicate_mod)]
-mod support;
-
-use support::NodePlatform;
+use crate::support::storage::NodePlatform;
 
 /// The service's protocol.
 #[derive(Debug, Clone, Hash)]

@@ -18,7 +18,7 @@ use kelpie_actors::{
     LeaseConfig, Registry, RuntimeConfig,
 };
 
-use super::support::{self, Cluster, NodePlatform};
+use super::cluster::{self as support, Cluster, NodePlatform};
 
 /// A counter; its state is its value.
 pub(crate) struct Counter {

@@ -2,9 +2,6 @@
 //! share: a database node `db` whose disk backs the store ([`SimKv`]), service nodes
 //! `n2..n{N+1}` each running a service on its own [`NodePlatform`], and a [`ClusterChecker`] fed
 //! every event.
-//!
-//! Included by each suite with `#[path]` (a `tests/*.rs` file is also compiled as a target of
-//! its own, so suites cannot refer to each other), hence the `dead_code` allowance there.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,6 +1,5 @@
-//! What the storage suites (`kv_dst`, `wal_dst`, `lifecycle_dst`) share. Included by each with
-//! `#[path]`: a `tests/*.rs` file is also compiled as a test target of its own, so the suites
-//! cannot name each other through `crate::`.
+//! What the storage suites (`kv_dst`, `wal_dst`, `lifecycle_dst`) share: the platform of a
+//! worker node.
 
 use std::time::Duration;
 
