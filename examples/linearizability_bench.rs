@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kelpie::history::{History, KvModel, KvOp, KvRet, Model, Verdict};
-use kelpie::SimRng;
+use kelpie::rng::SimRng;
 
 type Op = KvOp<u8, u64>;
 type Ret = KvRet<u64>;

@@ -1,4 +1,4 @@
-//! Kelpie DST: deterministic simulation testing for async, distributed actor systems.
+//! Kelpie DST: deterministic simulation testing for async, distributed Rust systems.
 //!
 //! Write a test with [`dst_test`]; it runs once per seed on madsim's deterministic executor
 //! with virtual time, seeded scheduling and the faults you declare, and every failure prints
@@ -22,16 +22,19 @@
 //!
 //! fn main() -> std::process::ExitCode { kelpie::harness::main() }
 //! ```
+//!
+//! What lives where: the root holds what nearly every test names (the attribute, the
+//! environment, a simulation and its outcome, the fault kinds); the modules hold the rest by
+//! subject — [`faults`], [`trace`], [`storage`], [`net`], [`node`], [`rng`], [`error`],
+//! [`history`] (the linearizability checker), [`harness`] (the test runner) and [`lint`] (the
+//! nondeterminism lint).
+
+#![deny(unsafe_code)]
 
 pub use kelpie_macros::dst_test;
 pub use kelpie_sim::{
-    first_divergence, stable_hash, swarm_plan, Category, ConfigError, DropReason, Endpoint,
-    EventKind, FailedRun, Failure, FaultInfo, FaultKind, FaultSchedule, FaultSpec, FaultStat,
-    FaultStats, JoinHandle, LivenessError, NodeAction, NodeBuilder, NodeId, NodeStatus, OpKind,
-    OptionInfo, ParamInfo, ParamKind, RngHandle, RunReport, SimConfig, SimEnv, SimError,
-    SimNetwork, SimRng, SimStorage, Simulation, SometimesStat, StableHasher, StorageError,
-    TraceEvent, TraceMode, TraceSummary, Transaction, FAULT_OPTIONS, FAULT_TABLE, MAX_FAULTS,
-    OP_TABLE,
+    Endpoint, Failure, FaultKind, FaultSpec, JoinHandle, LogConfig, NodeId, NodeStatus, RunReport,
+    SimConfig, SimEnv, SimError, SimNetwork, SimStorage, Simulation, SometimesStat, StorageError,
 };
 
 /// Records whether `condition` holds here, under a name: `kelpie::sometimes!(leader.is_some(),
@@ -45,19 +48,58 @@ macro_rules! sometimes {
     };
 }
 
-/// The `dst_harness` runner: `fn main() -> ExitCode { kelpie::harness::main() }`.
-pub mod harness {
-    pub use kelpie_sim::runner::*;
+pub mod harness;
+pub mod lint;
+
+/// Faults: the kinds and their table, a declared fault, per-run statistics, replayable
+/// schedules and swarm plans.
+pub mod faults {
+    pub use kelpie_sim::{
+        swarm_plan, Category, FaultInfo, FaultKind, FaultSchedule, FaultSpec, FaultStat,
+        FaultStats, OpKind, OptionInfo, ParamInfo, ParamKind, FAULT_OPTIONS, FAULT_TABLE,
+        MAX_FAULTS, OP_TABLE,
+    };
+}
+
+/// The per-run event trace whose hash proves that a seed replays exactly.
+pub mod trace {
+    pub use kelpie_sim::{
+        first_divergence, stable_hash, DropReason, EventKind, NodeAction, StableHasher, TraceEvent,
+        TraceMode, TraceSummary,
+    };
+}
+
+/// A node's simulated disk: reads, writes, scans, syncs and optimistic transactions.
+pub mod storage {
+    pub use kelpie_sim::{SimStorage, StorageError, Transaction};
+}
+
+/// The simulated network: typed endpoints, partitions and heals.
+pub mod net {
+    pub use kelpie_sim::{Endpoint, SimNetwork};
+}
+
+/// Simulated nodes: building, crashing, restarting, pausing, and the liveness phase.
+pub mod node {
+    pub use kelpie_sim::{LivenessError, NodeBuilder, NodeId, NodeStatus};
+}
+
+/// The run's seeded random streams.
+pub mod rng {
+    pub use kelpie_sim::{RngHandle, SimRng};
+}
+
+/// What a run can end with: a failure with its facts, or a rejected configuration.
+pub mod error {
+    pub use kelpie_sim::{ConfigError, FailedRun, Failure, SimError};
 }
 
 pub use kelpie_sim::history;
-/// The nondeterminism lint: one forbidden-API table shared with `#[kelpie::dst_test]`.
-pub use kelpie_sim::lint;
 
 /// What `#[kelpie::dst_test]` expands to; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use kelpie_sim::runner::inventory;
-    pub use kelpie_sim::runner::{DstTest, IntoTestResult, SeedSet, TestFuture, TestOptions};
+    pub use crate::harness::{DstTest, IntoTestResult, SeedSet, TestFuture, TestOptions};
+    pub use inventory;
     pub use kelpie_sim::{sometimes, FaultKind, FaultSpec, OpKind, SimEnv};
 }

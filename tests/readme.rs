@@ -1,7 +1,7 @@
 //! The README's fault and environment tables are derived from the code's tables; this test
 //! fails (and prints the current tables) when they drift apart.
 
-use kelpie::{FAULT_OPTIONS, FAULT_TABLE};
+use kelpie::faults::{FAULT_OPTIONS, FAULT_TABLE};
 
 fn fault_table() -> String {
     let mut out = String::from("| fault | parameters | what it does |\n|---|---|---|\n");

@@ -39,7 +39,6 @@ mod error;
 #[cfg(madsim)]
 mod fault;
 pub mod history;
-pub mod lint;
 #[cfg(madsim)]
 mod log;
 #[cfg(madsim)]
@@ -49,8 +48,6 @@ mod node;
 #[cfg(madsim)]
 mod rng;
 
-#[cfg(madsim)]
-pub mod runner;
 mod seed_thread;
 #[cfg(madsim)]
 mod sim;

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::fault::FaultStats;
-use crate::sim::SometimesStat;
-use crate::trace::TraceSummary;
+use kelpie_sim::FaultStats;
+use kelpie_sim::SometimesStat;
+use kelpie_sim::TraceSummary;
 
 /// How the running test binary was built, for the `reproduce:` command.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -195,9 +195,9 @@ pub(crate) fn failure_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fault::{FaultKind, FaultSpec, FaultStat};
-    use crate::node::NodeId;
-    use crate::trace::{EventKind, TraceEvent};
+    use kelpie_sim::NodeId;
+    use kelpie_sim::{EventKind, TraceEvent};
+    use kelpie_sim::{FaultKind, FaultSpec, FaultStat};
 
     #[test]
     fn strips_cargo_hash_only() {

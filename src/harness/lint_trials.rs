@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use libtest_mimic::{Failed, Trial};
 
+use crate::harness::report::Invocation;
 use crate::lint::{dst_files, lint_file, Diagnostic, DiagnosticKind};
-use crate::runner::report::Invocation;
 
 /// The package root: the runtime `CARGO_MANIFEST_DIR` (cargo sets it when running tests), else
 /// the current directory.

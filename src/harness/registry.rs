@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::fault::FaultSpec;
-use crate::sim::SimEnv;
+use kelpie_sim::FaultSpec;
+use kelpie_sim::SimEnv;
 
 /// The future a registered test body returns: `Ok(())` on success, the error's `Display` text
 /// otherwise (a panic is caught separately).

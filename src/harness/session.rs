@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::fault::FaultStats;
-use crate::runner::line_file;
-use crate::runner::registry::DstTest;
-use crate::runner::running;
-use crate::sim::SometimesStat;
+use crate::harness::line_file;
+use crate::harness::registry::DstTest;
+use crate::harness::running;
+use kelpie_sim::FaultStats;
+use kelpie_sim::SometimesStat;
 
 /// A run quieter than this prints no progress line.
 const PROGRESS_AFTER: Duration = Duration::from_secs(5);
@@ -383,9 +383,9 @@ fn parse(lines: Vec<line_file::NumberedLine>, path: &Path) -> Vec<(String, u64)>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fault::{FaultKind, FaultSpec, FaultStat};
-    use crate::runner::registry::{SeedSet, TestFuture, TestOptions};
-    use crate::sim::SimEnv;
+    use crate::harness::registry::{SeedSet, TestFuture, TestOptions};
+    use kelpie_sim::SimEnv;
+    use kelpie_sim::{FaultKind, FaultSpec, FaultStat};
 
     fn declared() -> Vec<FaultSpec> {
         vec![

@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::fault::{FAULT_OPTIONS, FAULT_TABLE};
-use crate::runner::attributes::ATTRIBUTE_KEYS;
-use crate::runner::env::ENV_VARS;
+use crate::harness::attributes::ATTRIBUTE_KEYS;
+use crate::harness::env::ENV_VARS;
+use kelpie_sim::{FAULT_OPTIONS, FAULT_TABLE};
 
 fn one_line(doc: &str) -> String {
     doc.split_whitespace().collect::<Vec<_>>().join(" ")

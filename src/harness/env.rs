@@ -4,8 +4,8 @@
 use std::fmt;
 use std::ops::RangeInclusive;
 
-use crate::fault::FaultSchedule;
-use crate::log::LogConfig;
+use kelpie_sim::FaultSchedule;
+use kelpie_sim::LogConfig;
 
 /// The most seeds `KELPIE_SEEDS` may select (one trial each, per test).
 pub const MAX_SEEDS: u64 = 1_000_000;

@@ -12,7 +12,7 @@
 //! use std::path::Path;
 //!
 //! let source = "use tokio::spawn as go;\nfn f() { go(async {}); }\n";
-//! let diagnostics = kelpie_sim::lint::lint_source(Path::new("tests/kv_dst.rs"), source);
+//! let diagnostics = kelpie::lint::lint_source(Path::new("tests/kv_dst.rs"), source);
 //! assert_eq!(
 //!     diagnostics[0].to_string(),
 //!     "tests/kv_dst.rs:2:10: `tokio::spawn` (written `go`) is not deterministic in a DST test: \

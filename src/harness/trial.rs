@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 
-use crate::error::{Failure, SimError};
-use crate::fault::{swarm_plan, FaultSchedule};
-use crate::log::LogConfig;
-use crate::runner::env::EnvConfig;
-use crate::runner::registry::DstTest;
-use crate::runner::report::{failure_message, Invocation, RunFacts};
-use crate::runner::running;
-use crate::runner::session::Session;
-use crate::sim::{RunReport, SimConfig, SimEnv, Simulation};
+use crate::harness::env::EnvConfig;
+use crate::harness::registry::DstTest;
+use crate::harness::report::{failure_message, Invocation, RunFacts};
+use crate::harness::running;
+use crate::harness::session::Session;
+use kelpie_sim::LogConfig;
+use kelpie_sim::{swarm_plan, FaultSchedule};
+use kelpie_sim::{Failure, SimError};
+use kelpie_sim::{RunReport, SimConfig, SimEnv, Simulation};
 
 /// Whether a trial checks determinism, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,7 +361,8 @@ impl SeedTrial {
                     log: run.log,
                 },
             },
-            Err(e @ SimError::Config(_)) => RunOutcome::Config(e.to_string()),
+            // A rejected configuration (and any error kind a later kelpie-sim adds).
+            Err(e) => RunOutcome::Config(e.to_string()),
         }
     }
 
@@ -569,7 +570,7 @@ fn signature(failure: &Failure) -> (std::mem::Discriminant<Failure>, String) {
 fn shrink(
     trial: &SeedTrial,
     sim: &Simulation,
-    stats: &crate::fault::FaultStats,
+    stats: &kelpie_sim::FaultStats,
     first_run: Duration,
     original: &Failure,
 ) -> Option<Shrunk> {
@@ -654,9 +655,9 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::fault::{FaultKind, FaultSpec};
-    use crate::runner::registry::{SeedSet, TestFuture, TestOptions};
-    use crate::runner::report::Target;
+    use crate::harness::registry::{SeedSet, TestFuture, TestOptions};
+    use crate::harness::report::Target;
+    use kelpie_sim::{FaultKind, FaultSpec};
 
     fn no_faults() -> Vec<FaultSpec> {
         Vec::new()
