@@ -1473,4 +1473,229 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, MessageViolation::Lost { .. }), "{err}");
     }
+
+    #[test]
+    fn a_reread_that_changed_is_a_non_repeatable_read() {
+        let c = SerializableIsolation::with_initial(state(&[("x", "0")]));
+        let (w, r) = (c.begin("w"), c.begin("r"));
+        c.read(r, b"x", Some(b"0"));
+        c.write(w, b"x", Some(b"1"));
+        c.finish(w, TxnOutcome::Committed);
+        c.read(r, b"x", Some(b"1"));
+        c.finish(r, TxnOutcome::Committed);
+        assert_eq!(
+            c.check(&state(&[("x", "1")])),
+            Err(IsolationViolation::NonRepeatableRead {
+                reader: "t1:r".into(),
+                key: "x".into(),
+                first: "\"0\"".into(),
+                second: "\"1\"".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_value_written_twice_is_ambiguous() {
+        let c = SerializableIsolation::with_initial(state(&[("x", "same")]));
+        let (a, r) = (c.begin("a"), c.begin("r"));
+        c.write(a, b"x", Some(b"same"));
+        c.finish(a, TxnOutcome::Committed);
+        c.read(r, b"x", Some(b"same"));
+        c.finish(r, TxnOutcome::Committed);
+        assert_eq!(
+            c.check(&state(&[("x", "same")])),
+            Err(IsolationViolation::AmbiguousValue {
+                key: "x".into(),
+                value: "\"same\"".into(),
+                writers: vec!["<initial>".into(), "t0:a".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn violations_name_their_transactions_keys_and_values() {
+        // A lost update: the exact cycle, and the report of a serial history.
+        let c = SerializableIsolation::new();
+        let (a, b) = (c.begin("a"), c.begin("b"));
+        c.read(a, b"x", None);
+        c.read(b, b"x", None);
+        c.write(a, b"x", Some(b"1 by a"));
+        c.write(b, b"x", Some(b"1 by b"));
+        c.finish(a, TxnOutcome::Committed);
+        c.finish(b, TxnOutcome::Committed);
+        let err = c.check(&state(&[("x", "1 by b")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not serializable: dependency cycle t0:a -ww(x)-> t1:b -rw(x)-> t0:a"
+        );
+        let c = SerializableIsolation::with_initial(state(&[("x", "0")]));
+        let (a, u, r) = (c.begin("a"), c.begin("u"), c.begin("r"));
+        c.read(a, b"x", Some(b"0"));
+        c.write(a, b"x", Some(b"1"));
+        c.finish(a, TxnOutcome::Committed);
+        c.write(u, b"y", Some(b"u"));
+        c.finish(u, TxnOutcome::Unknown);
+        c.read(r, b"x", Some(b"1"));
+        c.read(r, b"y", Some(b"u"));
+        c.write(r, b"x", Some(b"2"));
+        c.finish(r, TxnOutcome::Committed);
+        let report = c.check(&state(&[("x", "2"), ("y", "u")])).unwrap();
+        assert_eq!(
+            report,
+            IsolationReport {
+                committed: 2,
+                aborted: 0,
+                unknown_applied: 1,
+                unknown_unseen: 0,
+                edges: 2,
+            }
+        );
+        assert_eq!(
+            c.check(&state(&[("x", "1"), ("y", "u")])),
+            Err(IsolationViolation::FinalState {
+                key: "x".into(),
+                expected: "\"2\"".into(),
+                found: "\"1\"".into(),
+                writer: "t2:r".into(),
+            })
+        );
+    }
+
+    fn listed(seq: u64, request_id: &str, session: &str) -> Message {
+        Message {
+            agent: "ag".into(),
+            session: session.into(),
+            seq,
+            request_id: request_id.into(),
+            role: Role::User,
+            content: format!("content of {request_id}"),
+        }
+    }
+
+    fn snapshot(messages: Vec<Message>, next_seq: Option<u64>) -> AgentSnapshot {
+        let mut sessions: Vec<SessionRecord> = Vec::new();
+        for m in &messages {
+            match sessions.iter_mut().find(|s| s.id == m.session) {
+                Some(s) => {
+                    s.message_count += 1;
+                    s.last_seq = Some(m.seq);
+                }
+                None => sessions.push(SessionRecord {
+                    agent: "ag".into(),
+                    id: m.session.clone(),
+                    message_count: 1,
+                    last_seq: Some(m.seq),
+                }),
+            }
+        }
+        AgentSnapshot {
+            agent: "ag".into(),
+            record: next_seq.map(|next_seq| AgentRecord {
+                id: "ag".into(),
+                name: "A".into(),
+                system: String::new(),
+                created_ms: 0,
+                next_seq,
+            }),
+            sessions,
+            messages,
+        }
+    }
+
+    fn sent(ids: &[&str]) -> MessageDurability {
+        let c = MessageDurability::new();
+        for id in ids {
+            c.attempt(
+                "ag",
+                "s",
+                &NewMessage::new(*id, Role::User, format!("content of {id}")),
+            );
+        }
+        c
+    }
+
+    #[test]
+    fn the_message_checker_reports_each_kind_of_violation() {
+        let c = sent(&["r0", "r1"]);
+        let ok = snapshot(vec![listed(0, "r0", "s"), listed(1, "r1", "s")], Some(2));
+        assert_eq!(c.check(&ok), Ok(2));
+        // A gap in the listing.
+        let gap = snapshot(vec![listed(0, "r0", "s"), listed(2, "r1", "s")], Some(2));
+        assert_eq!(
+            c.check(&gap),
+            Err(MessageViolation::Gap {
+                agent: "ag".into(),
+                expected: 1,
+                found: 2,
+            })
+        );
+        // A message nobody sent, and one sent to another session.
+        let phantom = snapshot(vec![listed(0, "r0", "s"), listed(1, "r9", "s")], Some(2));
+        assert_eq!(
+            c.check(&phantom),
+            Err(MessageViolation::Phantom {
+                agent: "ag".into(),
+                seq: 1,
+                request_id: "r9".into(),
+            })
+        );
+        let moved = snapshot(vec![listed(0, "r0", "other")], Some(1));
+        assert!(matches!(
+            c.check(&moved),
+            Err(MessageViolation::Phantom { seq: 0, .. })
+        ));
+        // One message stored twice.
+        let twice = snapshot(vec![listed(0, "r0", "s"), listed(1, "r0", "s")], Some(2));
+        assert_eq!(
+            c.check(&twice),
+            Err(MessageViolation::Duplicated {
+                agent: "ag".into(),
+                request_id: "r0".into(),
+                seqs: vec![0, 1],
+            })
+        );
+        // Messages without an agent record.
+        let orphan = snapshot(vec![listed(0, "r0", "s")], None);
+        assert_eq!(
+            c.check(&orphan),
+            Err(MessageViolation::MissingAgent {
+                agent: "ag".into(),
+                messages: 1,
+            })
+        );
+        // A session record that disagrees with the listing.
+        let mut torn = snapshot(vec![listed(0, "r0", "s"), listed(1, "r1", "s")], Some(2));
+        torn.sessions[0].message_count = 1;
+        assert_eq!(
+            c.check(&torn),
+            Err(MessageViolation::Session {
+                agent: "ag".into(),
+                session: "s".into(),
+                count: 1,
+                last_seq: Some(1),
+                listed: 2,
+                listed_last: Some(1),
+            })
+        );
+        // One message acknowledged at two seqs, then one acknowledged where another is.
+        c.ack("ag", "r0", 0);
+        c.ack("ag", "r1", 0);
+        assert_eq!(
+            c.check(&ok),
+            Err(MessageViolation::Lost {
+                agent: "ag".into(),
+                request_id: "r1".into(),
+                seq: 0,
+            })
+        );
+        c.ack("ag", "r0", 1);
+        assert_eq!(
+            c.check(&ok),
+            Err(MessageViolation::Duplicated {
+                agent: "ag".into(),
+                request_id: "r0".into(),
+                seqs: vec![0, 1],
+            })
+        );
+    }
 }
