@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use crate::error::{ActorError, KvError};
 use crate::events::{state_digest, ClusterEventKind, ClusterObserver, DeactivationReason, Emitter};
+use crate::handoff::{read_handoff, HANDOFF_SUFFIX};
 use crate::kv::{ActorId, ActorKV, KvTransaction};
 use crate::lease::{
     is_lease_lost, FenceHook, FenceOutcome, FencedTxn, Lease, LeaseConfig, LeaseConfigError,
     LeaseManager,
 };
-use crate::migration::{read_handoff, HANDOFF_SUFFIX};
 use crate::platform::Platform;
 use crate::registry::{Placement, Registry};
 

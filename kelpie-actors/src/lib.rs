@@ -13,11 +13,14 @@
 //! # });
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod activation;
 mod adapter;
 mod agent;
 mod error;
 mod events;
+mod handoff;
 pub mod invariants;
 mod kv;
 mod lease;
@@ -38,6 +41,7 @@ pub use error::{ActorError, KvError};
 pub use events::{
     state_digest, ClusterEvent, ClusterEventKind, ClusterObserver, DeactivationReason,
 };
+pub use handoff::{Handoff, HandoffRecord, HANDOFF_SUFFIX};
 pub use kv::{ActorId, ActorKV, KvPairs, KvTransaction, MemoryKv, MemoryTxn};
 #[cfg(feature = "canaries")]
 pub use lease::ClusterBugs;
@@ -45,7 +49,7 @@ pub use lease::{
     is_lease_lost, FenceHook, FenceOutcome, FencedTxn, Lease, LeaseConfig, LeaseConfigError,
     LeaseManager, LeaseRecord, LeaseState, FENCE_SUFFIX, LEASE_SUFFIX,
 };
-pub use migration::{migrate, Handoff, HandoffRecord, HANDOFF_SUFFIX};
+pub use migration::migrate;
 pub use platform::{Platform, TokioPlatform};
 #[cfg(madsim)]
 pub use platform::{SimKv, SimKvTxn, SimPlatform};

@@ -1,66 +1,12 @@
 //! Moving an active actor between nodes; see [`migrate`].
 
-use serde::{Deserialize, Serialize};
-
 use crate::activation::{Actor, ActorRuntime};
 use crate::error::ActorError;
 use crate::events::{state_digest, ClusterEventKind, DeactivationReason};
-use crate::kv::{ActorId, ActorKV};
+use crate::handoff::{Handoff, HandoffRecord, HANDOFF_SUFFIX};
+use crate::kv::ActorId;
 use crate::lease::LeaseState;
 use crate::platform::Platform;
-
-/// The key suffix of an actor's hand-off record: `actors/{ns}/{id}/handoff`.
-pub const HANDOFF_SUFFIX: &str = "handoff";
-
-/// What a migration source leaves for its target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HandoffRecord {
-    /// The source node.
-    pub from: String,
-    /// The target node.
-    pub to: String,
-    /// The source's token.
-    pub from_token: u64,
-    /// The token assigned to the target.
-    pub to_token: u64,
-    /// The actor's state ([`Actor::snapshot`]), if it has snapshots.
-    pub state: Option<Vec<u8>>,
-}
-
-/// A completed hand-off, as the source saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Handoff {
-    /// The actor.
-    pub actor: ActorId,
-    /// The source node.
-    pub from: String,
-    /// The target node.
-    pub to: String,
-    /// The source's token.
-    pub from_token: u64,
-    /// The target's token.
-    pub to_token: u64,
-    /// [`state_digest`] of the state handed over.
-    pub state_digest: Option<u64>,
-}
-
-/// The hand-off record of `id` addressed to the holder of `token`, if there is one.
-pub(crate) async fn read_handoff<K: ActorKV>(
-    kv: &K,
-    id: &ActorId,
-    token: u64,
-) -> Result<Option<HandoffRecord>, ActorError> {
-    let key = id.key(HANDOFF_SUFFIX);
-    let Some(bytes) = kv.get(&key).await? else {
-        return Ok(None);
-    };
-    let record: HandoffRecord =
-        serde_json::from_slice(&bytes).map_err(|e| ActorError::Corrupt {
-            key: String::from_utf8_lossy(&key).into_owned(),
-            reason: e.to_string(),
-        })?;
-    Ok((record.to_token == token).then_some(record))
-}
 
 impl<P: Platform, A: Actor<P>> ActorRuntime<P, A> {
     /// Migrates `id`, active on this node, to node `to` (steps 1 and 2 of the
@@ -116,8 +62,7 @@ impl<P: Platform, A: Actor<P>> ActorRuntime<P, A> {
                     to_token,
                     state: state.clone(),
                 };
-                let value = serde_json::to_vec(&record).expect("a hand-off record serialises");
-                vec![(key.clone(), value)]
+                vec![(key.clone(), record.encode())]
             })
             .await;
         if early {
@@ -235,7 +180,7 @@ pub async fn migrate<P: Platform, A: Actor<P>>(
 mod tests {
     use super::*;
     use crate::activation::tests::{config, runtime, Op};
-    use crate::kv::MemoryKv;
+    use crate::kv::{ActorKV, MemoryKv};
 
     #[tokio::test]
     async fn the_target_gets_the_last_committed_state_and_the_source_lets_go() {

@@ -409,14 +409,90 @@ impl SerializableIsolation {
         final_state: &BTreeMap<Vec<u8>, Vec<u8>>,
     ) -> Result<IsolationReport, IsolationViolation> {
         let h = self.history();
-        let name = |i: usize| format!("t{i}:{}", h.txns[i].label);
-        let mut report = IsolationReport::default();
+        let applied = h.applied(final_state);
+        let mut report = h.tally(&applied);
+        let versions = Versions::of(&h, &applied);
+        let edges = h.dependencies(&applied, &versions)?;
+        report.edges = edges.values().map(BTreeMap::len).sum();
+        if let Some(cycle) = find_cycle(&edges) {
+            return Err(h.cycle_violation(&edges, &cycle));
+        }
+        h.check_final_state(&versions, final_state)?;
+        Ok(report)
+    }
+}
 
-        // Which transactions were applied: committed ones, plus those of unknown outcome
-        // (or killed mid-commit) whose writes someone observed.
-        let mut applied = vec![false; h.txns.len()];
+/// The dependency graph: `edges[from][to]` is the first dependency found between them, with
+/// its key.
+type Edges = BTreeMap<usize, BTreeMap<usize, (Dependency, Vec<u8>)>>;
+
+/// Adds the edge `from -dep(key)-> to` unless it is a self-loop or the pair already has one.
+fn add_edge(edges: &mut Edges, from: usize, to: usize, dep: Dependency, key: &[u8]) {
+    if from != to {
+        edges
+            .entry(from)
+            .or_default()
+            .entry(to)
+            .or_insert_with(|| (dep, key.to_vec()));
+    }
+}
+
+/// (key, value) -> its applied writers, each with its place in the key's version order.
+type Written<'a> = BTreeMap<(&'a [u8], Option<&'a [u8]>), Vec<(usize, usize)>>;
+
+/// The version order of every key written by an applied transaction.
+struct Versions<'a> {
+    /// The applied transactions in commit order.
+    order: Vec<usize>,
+    /// Each key's applied writers in commit order.
+    writers: BTreeMap<&'a [u8], Vec<usize>>,
+    /// (key, value) -> its applied writers, each with its place in the key's version order.
+    written: Written<'a>,
+}
+
+impl<'a> Versions<'a> {
+    /// The version orders of `h`'s applied transactions: their commit order.
+    fn of(h: &'a History, applied: &[bool]) -> Self {
+        let mut order: Vec<usize> = (0..h.txns.len()).filter(|&i| applied[i]).collect();
+        order.sort_by_key(|&i| (h.txns[i].position, i));
+        let mut writers: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+        let mut written = Written::new();
+        for &i in &order {
+            for (k, v) in &h.txns[i].writes {
+                let list = writers.entry(k.as_slice()).or_default();
+                written
+                    .entry((k.as_slice(), v.as_deref()))
+                    .or_default()
+                    .push((i, list.len()));
+                list.push(i);
+            }
+        }
+        Versions {
+            order,
+            writers,
+            written,
+        }
+    }
+
+    /// The applied writers of `key`, in version order.
+    fn of_key(&self, key: &[u8]) -> &[usize] {
+        self.writers.get(key).map_or(&[][..], Vec::as_slice)
+    }
+}
+
+impl History {
+    /// Transaction `i` as violations name it.
+    fn name(&self, i: usize) -> String {
+        format!("t{i}:{}", self.txns[i].label)
+    }
+
+    /// Which transactions were applied: committed ones, plus those of unknown outcome (or
+    /// killed mid-commit) whose writes someone observed, in `final_state` or in a read of an
+    /// applied transaction (to a fixed point).
+    fn applied(&self, final_state: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<bool> {
+        let mut applied = vec![false; self.txns.len()];
         let mut maybe = Vec::new();
-        for (i, t) in h.txns.iter().enumerate() {
+        for (i, t) in self.txns.iter().enumerate() {
             match t.state {
                 TxnState::Done(TxnOutcome::Committed) => applied[i] = true,
                 TxnState::Done(TxnOutcome::Unknown) | TxnState::Committing => maybe.push(i),
@@ -424,7 +500,7 @@ impl SerializableIsolation {
             }
         }
         let observed_in_final = |i: usize| {
-            h.txns[i]
+            self.txns[i]
                 .writes
                 .iter()
                 .any(|(k, v)| v.is_some() && final_state.get(k) == v.as_ref())
@@ -436,11 +512,11 @@ impl SerializableIsolation {
                     continue;
                 }
                 let seen = observed_in_final(m)
-                    || h.txns.iter().enumerate().any(|(r, t)| {
+                    || self.txns.iter().enumerate().any(|(r, t)| {
                         applied[r]
                             && t.reads
                                 .iter()
-                                .any(|(k, v)| v.is_some() && h.txns[m].writes.get(k) == Some(v))
+                                .any(|(k, v)| v.is_some() && self.txns[m].writes.get(k) == Some(v))
                     });
                 if seen {
                     applied[m] = true;
@@ -451,7 +527,13 @@ impl SerializableIsolation {
                 break;
             }
         }
-        for (i, t) in h.txns.iter().enumerate() {
+        applied
+    }
+
+    /// The report's counts of transactions by outcome (its `edges` left at zero).
+    fn tally(&self, applied: &[bool]) -> IsolationReport {
+        let mut report = IsolationReport::default();
+        for (i, t) in self.txns.iter().enumerate() {
             match (t.state, applied[i]) {
                 (TxnState::Done(TxnOutcome::Committed), _) => report.committed += 1,
                 (TxnState::Done(TxnOutcome::Unknown) | TxnState::Committing, true) => {
@@ -463,149 +545,150 @@ impl SerializableIsolation {
                 _ => report.aborted += 1,
             }
         }
+        report
+    }
 
-        // Version order of each key: its applied writers in commit order.
-        let mut order: Vec<usize> = (0..h.txns.len()).filter(|&i| applied[i]).collect();
-        order.sort_by_key(|&i| (h.txns[i].position, i));
-        let mut versions: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
-        // (key, value) -> its applied writers, each with its place in the key's version order.
-        type Written<'a> = BTreeMap<(&'a [u8], Option<&'a [u8]>), Vec<(usize, usize)>>;
-        let mut written: Written<'_> = BTreeMap::new();
-        for &i in &order {
-            for (k, v) in &h.txns[i].writes {
-                let list = versions.entry(k.as_slice()).or_default();
-                written
-                    .entry((k.as_slice(), v.as_deref()))
-                    .or_default()
-                    .push((i, list.len()));
-                list.push(i);
-            }
-        }
-
-        // Edges, from each applied transaction's reads and from the version orders.
-        let mut edges: BTreeMap<usize, BTreeMap<usize, (Dependency, Vec<u8>)>> = BTreeMap::new();
-        let mut add = |from: usize, to: usize, dep: Dependency, key: &[u8]| {
-            if from != to {
-                edges
-                    .entry(from)
-                    .or_default()
-                    .entry(to)
-                    .or_insert_with(|| (dep, key.to_vec()));
-            }
-        };
-        for (k, writers) in &versions {
+    /// The dependency graph of the applied transactions: write→write edges from the version
+    /// orders, then write→read and read→write edges from each applied transaction's reads, in
+    /// commit order. Fails on a read that cannot be attributed to exactly one version.
+    fn dependencies(
+        &self,
+        applied: &[bool],
+        versions: &Versions<'_>,
+    ) -> Result<Edges, IsolationViolation> {
+        let mut edges = Edges::new();
+        for (k, writers) in &versions.writers {
             for w in writers.windows(2) {
-                add(w[0], w[1], Dependency::WriteWrite, k);
+                add_edge(&mut edges, w[0], w[1], Dependency::WriteWrite, k);
             }
         }
-        for &r in &order {
-            let t = &h.txns[r];
+        for &r in &versions.order {
+            let t = &self.txns[r];
             if let Some((key, second)) = &t.reread {
                 return Err(IsolationViolation::NonRepeatableRead {
-                    reader: name(r),
+                    reader: self.name(r),
                     key: key_str(key),
                     first: show(t.reads[key].as_deref()),
                     second: show(second.as_deref()),
                 });
             }
             for (k, v) in &t.reads {
-                let writers = versions.get(k.as_slice()).map_or(&[][..], Vec::as_slice);
-                let mut sources: Vec<Version> = written
-                    .get(&(k.as_slice(), v.as_deref()))
-                    .map_or(&[][..], Vec::as_slice)
-                    .iter()
-                    .map(|&(w, at)| Version::By(w, at))
-                    .collect();
-                if h.initial.get(k) == v.as_ref() {
-                    sources.insert(0, Version::Initial);
-                }
-                let source = match sources.as_slice() {
-                    [one] => *one,
-                    [] => {
-                        let value = show(v.as_deref());
-                        let writer = (0..h.txns.len())
-                            .find(|&w| !applied[w] && h.txns[w].writes.get(k) == Some(v));
-                        return Err(match writer {
-                            Some(w) => IsolationViolation::AbortedRead {
-                                reader: name(r),
-                                key: key_str(k),
-                                value,
-                                writer: name(w),
-                            },
-                            None => IsolationViolation::UnknownValue {
-                                reader: name(r),
-                                key: key_str(k),
-                                value,
-                            },
-                        });
-                    }
-                    many => {
-                        return Err(IsolationViolation::AmbiguousValue {
-                            key: key_str(k),
-                            value: show(v.as_deref()),
-                            writers: many
-                                .iter()
-                                .map(|s| match s {
-                                    Version::Initial => "<initial>".to_string(),
-                                    Version::By(w, _) => name(*w),
-                                })
-                                .collect(),
-                        })
-                    }
-                };
-                let next = match source {
+                let writers = versions.of_key(k);
+                let next = match self.source(applied, versions, r, k, v.as_deref())? {
                     Version::Initial => writers.first(),
                     Version::By(w, at) => {
-                        add(w, r, Dependency::WriteRead, k);
+                        add_edge(&mut edges, w, r, Dependency::WriteRead, k);
                         writers.get(at + 1)
                     }
                 };
                 if let Some(&next) = next {
-                    add(r, next, Dependency::ReadWrite, k);
+                    add_edge(&mut edges, r, next, Dependency::ReadWrite, k);
                 }
             }
         }
-        report.edges = edges.values().map(BTreeMap::len).sum();
+        Ok(edges)
+    }
 
-        if let Some(cycle) = find_cycle(&edges) {
-            let steps = cycle
-                .windows(2)
-                .map(|w| {
-                    let (dep, key) = &edges[&w[0]][&w[1]];
-                    CycleStep {
-                        from: name(w[0]),
-                        dependency: *dep,
-                        key: key_str(key),
-                        to: name(w[1]),
-                    }
-                })
-                .collect();
-            return Err(IsolationViolation::Cycle {
-                cycle: Cycle(steps),
-            });
+    /// The version that reader `r`'s read of `key` = `value` saw: the initial state's or one
+    /// applied writer's. Fails if no applied transaction wrote it (naming an unapplied writer
+    /// if there is one), or if several versions hold that value.
+    fn source(
+        &self,
+        applied: &[bool],
+        versions: &Versions<'_>,
+        r: usize,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Version, IsolationViolation> {
+        let mut sources: Vec<Version> = versions
+            .written
+            .get(&(key, value))
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|&(w, at)| Version::By(w, at))
+            .collect();
+        if self.initial.get(key).map(Vec::as_slice) == value {
+            sources.insert(0, Version::Initial);
         }
+        match sources.as_slice() {
+            [one] => Ok(*one),
+            [] => {
+                let shown = show(value);
+                let writer = (0..self.txns.len()).find(|&w| {
+                    !applied[w] && self.txns[w].writes.get(key).map(Option::as_deref) == Some(value)
+                });
+                Err(match writer {
+                    Some(w) => IsolationViolation::AbortedRead {
+                        reader: self.name(r),
+                        key: key_str(key),
+                        value: shown,
+                        writer: self.name(w),
+                    },
+                    None => IsolationViolation::UnknownValue {
+                        reader: self.name(r),
+                        key: key_str(key),
+                        value: shown,
+                    },
+                })
+            }
+            many => Err(IsolationViolation::AmbiguousValue {
+                key: key_str(key),
+                value: show(value),
+                writers: many
+                    .iter()
+                    .map(|s| match s {
+                        Version::Initial => "<initial>".to_string(),
+                        Version::By(w, _) => self.name(*w),
+                    })
+                    .collect(),
+            }),
+        }
+    }
 
-        for (k, writers) in &versions {
+    /// The violation for `cycle`, a node path of `edges` whose last node is its first.
+    fn cycle_violation(&self, edges: &Edges, cycle: &[usize]) -> IsolationViolation {
+        let steps = cycle
+            .windows(2)
+            .map(|w| {
+                let (dep, key) = &edges[&w[0]][&w[1]];
+                CycleStep {
+                    from: self.name(w[0]),
+                    dependency: *dep,
+                    key: key_str(key),
+                    to: self.name(w[1]),
+                }
+            })
+            .collect();
+        IsolationViolation::Cycle {
+            cycle: Cycle(steps),
+        }
+    }
+
+    /// Checks that `final_state` holds the last applied version of every written key.
+    fn check_final_state(
+        &self,
+        versions: &Versions<'_>,
+        final_state: &BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(), IsolationViolation> {
+        for (k, writers) in &versions.writers {
             let last = *writers.last().expect("a version list is never empty");
-            let expected = h.txns[last].writes[*k].as_ref();
+            let expected = self.txns[last].writes[*k].as_ref();
             let found = final_state.get(*k);
             if expected != found {
                 return Err(IsolationViolation::FinalState {
                     key: key_str(k),
                     expected: show(expected.map(Vec::as_slice)),
                     found: show(found.map(Vec::as_slice)),
-                    writer: name(last),
+                    writer: self.name(last),
                 });
             }
         }
-        Ok(report)
+        Ok(())
     }
 }
 
 /// A cycle in `edges` as a node path whose last node is its first, if there is one.
-fn find_cycle(
-    edges: &BTreeMap<usize, BTreeMap<usize, (Dependency, Vec<u8>)>>,
-) -> Option<Vec<usize>> {
+fn find_cycle(edges: &Edges) -> Option<Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -1146,98 +1229,120 @@ impl MessageDurability {
     /// Checks one agent's snapshot; returns the number of messages checked.
     pub fn check(&self, snap: &AgentSnapshot) -> Result<usize, MessageViolation> {
         let h = lock(&self.history);
-        let agent = snap.agent.clone();
-        let mut seen: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-        for (i, m) in snap.messages.iter().enumerate() {
-            if m.seq != i as u64 {
-                return Err(MessageViolation::Gap {
-                    agent,
-                    expected: i as u64,
-                    found: m.seq,
-                });
-            }
-            let sent = h.attempted.get(&(agent.clone(), m.request_id.clone()));
-            if m.agent != agent || sent != Some(&(m.session.clone(), m.content.clone())) {
-                return Err(MessageViolation::Phantom {
-                    agent,
-                    seq: m.seq,
-                    request_id: m.request_id.clone(),
-                });
-            }
-            seen.entry(&m.request_id).or_default().push(m.seq);
-        }
-        if let Some((request_id, seqs)) = seen.iter().find(|(_, s)| s.len() > 1) {
-            return Err(MessageViolation::Duplicated {
-                agent,
-                request_id: request_id.to_string(),
-                seqs: seqs.clone(),
-            });
-        }
-        let acked = h
-            .acked
-            .range((agent.clone(), String::new())..)
-            .take_while(|((a, _), _)| *a == agent);
-        for ((_, request_id), seqs) in acked {
-            if seqs.len() > 1 {
-                return Err(MessageViolation::Duplicated {
-                    agent,
-                    request_id: request_id.clone(),
-                    seqs: seqs.iter().copied().collect(),
-                });
-            }
-            let seq = *seqs.first().expect("an ack has a seq");
-            let listed = snap.messages.get(seq as usize);
-            if listed.is_none_or(|m| m.request_id != *request_id) {
-                return Err(MessageViolation::Lost {
-                    agent,
-                    request_id: request_id.clone(),
-                    seq,
-                });
-            }
-        }
-        match &snap.record {
-            None if !snap.messages.is_empty() || !snap.sessions.is_empty() => {
-                return Err(MessageViolation::MissingAgent {
-                    agent,
-                    messages: snap.messages.len(),
-                })
-            }
-            Some(r) if r.next_seq != snap.messages.len() as u64 => {
-                return Err(MessageViolation::Counter {
-                    agent,
-                    next_seq: r.next_seq,
-                    messages: snap.messages.len(),
-                })
-            }
-            _ => {}
-        }
-        let mut per_session: BTreeMap<&str, (u64, Option<u64>)> = BTreeMap::new();
-        for m in &snap.messages {
-            let e = per_session.entry(&m.session).or_default();
-            e.0 += 1;
-            e.1 = Some(m.seq);
-        }
-        let recorded: BTreeMap<&str, &SessionRecord> =
-            snap.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
-        let names: BTreeSet<&str> = per_session.keys().chain(recorded.keys()).copied().collect();
-        for session in names {
-            let (listed, listed_last) = per_session.get(session).copied().unwrap_or_default();
-            let (count, last_seq) = recorded
-                .get(session)
-                .map_or((0, None), |s| (s.message_count, s.last_seq));
-            if (count, last_seq) != (listed, listed_last) {
-                return Err(MessageViolation::Session {
-                    agent,
-                    session: session.to_string(),
-                    count,
-                    last_seq,
-                    listed,
-                    listed_last,
-                });
-            }
-        }
+        check_listing(&h, snap)?;
+        check_acks(&h, snap)?;
+        check_counter(snap)?;
+        check_sessions(snap)?;
         Ok(snap.messages.len())
     }
+}
+
+/// The listing is gapless, each message is one that was sent to this agent, none twice.
+fn check_listing(h: &MessageHistory, snap: &AgentSnapshot) -> Result<(), MessageViolation> {
+    let agent = &snap.agent;
+    let mut seen: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (i, m) in snap.messages.iter().enumerate() {
+        if m.seq != i as u64 {
+            return Err(MessageViolation::Gap {
+                agent: agent.clone(),
+                expected: i as u64,
+                found: m.seq,
+            });
+        }
+        let sent = h.attempted.get(&(agent.clone(), m.request_id.clone()));
+        if m.agent != *agent || sent != Some(&(m.session.clone(), m.content.clone())) {
+            return Err(MessageViolation::Phantom {
+                agent: agent.clone(),
+                seq: m.seq,
+                request_id: m.request_id.clone(),
+            });
+        }
+        seen.entry(&m.request_id).or_default().push(m.seq);
+    }
+    if let Some((request_id, seqs)) = seen.iter().find(|(_, s)| s.len() > 1) {
+        return Err(MessageViolation::Duplicated {
+            agent: agent.clone(),
+            request_id: request_id.to_string(),
+            seqs: seqs.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Every acknowledged message was acknowledged once and is listed at its acknowledged seq.
+fn check_acks(h: &MessageHistory, snap: &AgentSnapshot) -> Result<(), MessageViolation> {
+    let agent = &snap.agent;
+    let acked = h
+        .acked
+        .range((agent.clone(), String::new())..)
+        .take_while(|((a, _), _)| a == agent);
+    for ((_, request_id), seqs) in acked {
+        if seqs.len() > 1 {
+            return Err(MessageViolation::Duplicated {
+                agent: agent.clone(),
+                request_id: request_id.clone(),
+                seqs: seqs.iter().copied().collect(),
+            });
+        }
+        let seq = *seqs.first().expect("an ack has a seq");
+        let listed = snap.messages.get(seq as usize);
+        if listed.is_none_or(|m| m.request_id != *request_id) {
+            return Err(MessageViolation::Lost {
+                agent: agent.clone(),
+                request_id: request_id.clone(),
+                seq,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The agent record exists if anything of the agent does, and its counter matches the listing.
+fn check_counter(snap: &AgentSnapshot) -> Result<(), MessageViolation> {
+    match &snap.record {
+        None if !snap.messages.is_empty() || !snap.sessions.is_empty() => {
+            Err(MessageViolation::MissingAgent {
+                agent: snap.agent.clone(),
+                messages: snap.messages.len(),
+            })
+        }
+        Some(r) if r.next_seq != snap.messages.len() as u64 => Err(MessageViolation::Counter {
+            agent: snap.agent.clone(),
+            next_seq: r.next_seq,
+            messages: snap.messages.len(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Each session record's count and last seq match the messages listed in that session.
+fn check_sessions(snap: &AgentSnapshot) -> Result<(), MessageViolation> {
+    let mut per_session: BTreeMap<&str, (u64, Option<u64>)> = BTreeMap::new();
+    for m in &snap.messages {
+        let e = per_session.entry(&m.session).or_default();
+        e.0 += 1;
+        e.1 = Some(m.seq);
+    }
+    let recorded: BTreeMap<&str, &SessionRecord> =
+        snap.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
+    let names: BTreeSet<&str> = per_session.keys().chain(recorded.keys()).copied().collect();
+    for session in names {
+        let (listed, listed_last) = per_session.get(session).copied().unwrap_or_default();
+        let (count, last_seq) = recorded
+            .get(session)
+            .map_or((0, None), |s| (s.message_count, s.last_seq));
+        if (count, last_seq) != (listed, listed_last) {
+            return Err(MessageViolation::Session {
+                agent: snap.agent.clone(),
+                session: session.to_string(),
+                count,
+                last_seq,
+                listed,
+                listed_last,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1472,5 +1577,230 @@ mod tests {
             })
             .unwrap_err();
         assert!(matches!(err, MessageViolation::Lost { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_reread_that_changed_is_a_non_repeatable_read() {
+        let c = SerializableIsolation::with_initial(state(&[("x", "0")]));
+        let (w, r) = (c.begin("w"), c.begin("r"));
+        c.read(r, b"x", Some(b"0"));
+        c.write(w, b"x", Some(b"1"));
+        c.finish(w, TxnOutcome::Committed);
+        c.read(r, b"x", Some(b"1"));
+        c.finish(r, TxnOutcome::Committed);
+        assert_eq!(
+            c.check(&state(&[("x", "1")])),
+            Err(IsolationViolation::NonRepeatableRead {
+                reader: "t1:r".into(),
+                key: "x".into(),
+                first: "\"0\"".into(),
+                second: "\"1\"".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_value_written_twice_is_ambiguous() {
+        let c = SerializableIsolation::with_initial(state(&[("x", "same")]));
+        let (a, r) = (c.begin("a"), c.begin("r"));
+        c.write(a, b"x", Some(b"same"));
+        c.finish(a, TxnOutcome::Committed);
+        c.read(r, b"x", Some(b"same"));
+        c.finish(r, TxnOutcome::Committed);
+        assert_eq!(
+            c.check(&state(&[("x", "same")])),
+            Err(IsolationViolation::AmbiguousValue {
+                key: "x".into(),
+                value: "\"same\"".into(),
+                writers: vec!["<initial>".into(), "t0:a".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn violations_name_their_transactions_keys_and_values() {
+        // A lost update: the exact cycle, and the report of a serial history.
+        let c = SerializableIsolation::new();
+        let (a, b) = (c.begin("a"), c.begin("b"));
+        c.read(a, b"x", None);
+        c.read(b, b"x", None);
+        c.write(a, b"x", Some(b"1 by a"));
+        c.write(b, b"x", Some(b"1 by b"));
+        c.finish(a, TxnOutcome::Committed);
+        c.finish(b, TxnOutcome::Committed);
+        let err = c.check(&state(&[("x", "1 by b")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not serializable: dependency cycle t0:a -ww(x)-> t1:b -rw(x)-> t0:a"
+        );
+        let c = SerializableIsolation::with_initial(state(&[("x", "0")]));
+        let (a, u, r) = (c.begin("a"), c.begin("u"), c.begin("r"));
+        c.read(a, b"x", Some(b"0"));
+        c.write(a, b"x", Some(b"1"));
+        c.finish(a, TxnOutcome::Committed);
+        c.write(u, b"y", Some(b"u"));
+        c.finish(u, TxnOutcome::Unknown);
+        c.read(r, b"x", Some(b"1"));
+        c.read(r, b"y", Some(b"u"));
+        c.write(r, b"x", Some(b"2"));
+        c.finish(r, TxnOutcome::Committed);
+        let report = c.check(&state(&[("x", "2"), ("y", "u")])).unwrap();
+        assert_eq!(
+            report,
+            IsolationReport {
+                committed: 2,
+                aborted: 0,
+                unknown_applied: 1,
+                unknown_unseen: 0,
+                edges: 2,
+            }
+        );
+        assert_eq!(
+            c.check(&state(&[("x", "1"), ("y", "u")])),
+            Err(IsolationViolation::FinalState {
+                key: "x".into(),
+                expected: "\"2\"".into(),
+                found: "\"1\"".into(),
+                writer: "t2:r".into(),
+            })
+        );
+    }
+
+    fn listed(seq: u64, request_id: &str, session: &str) -> Message {
+        Message {
+            agent: "ag".into(),
+            session: session.into(),
+            seq,
+            request_id: request_id.into(),
+            role: Role::User,
+            content: format!("content of {request_id}"),
+        }
+    }
+
+    fn snapshot(messages: Vec<Message>, next_seq: Option<u64>) -> AgentSnapshot {
+        let mut sessions: Vec<SessionRecord> = Vec::new();
+        for m in &messages {
+            match sessions.iter_mut().find(|s| s.id == m.session) {
+                Some(s) => {
+                    s.message_count += 1;
+                    s.last_seq = Some(m.seq);
+                }
+                None => sessions.push(SessionRecord {
+                    agent: "ag".into(),
+                    id: m.session.clone(),
+                    message_count: 1,
+                    last_seq: Some(m.seq),
+                }),
+            }
+        }
+        AgentSnapshot {
+            agent: "ag".into(),
+            record: next_seq.map(|next_seq| AgentRecord {
+                id: "ag".into(),
+                name: "A".into(),
+                system: String::new(),
+                created_ms: 0,
+                next_seq,
+            }),
+            sessions,
+            messages,
+        }
+    }
+
+    fn sent(ids: &[&str]) -> MessageDurability {
+        let c = MessageDurability::new();
+        for id in ids {
+            c.attempt(
+                "ag",
+                "s",
+                &NewMessage::new(*id, Role::User, format!("content of {id}")),
+            );
+        }
+        c
+    }
+
+    #[test]
+    fn the_message_checker_reports_each_kind_of_violation() {
+        let c = sent(&["r0", "r1"]);
+        let ok = snapshot(vec![listed(0, "r0", "s"), listed(1, "r1", "s")], Some(2));
+        assert_eq!(c.check(&ok), Ok(2));
+        // A gap in the listing.
+        let gap = snapshot(vec![listed(0, "r0", "s"), listed(2, "r1", "s")], Some(2));
+        assert_eq!(
+            c.check(&gap),
+            Err(MessageViolation::Gap {
+                agent: "ag".into(),
+                expected: 1,
+                found: 2,
+            })
+        );
+        // A message nobody sent, and one sent to another session.
+        let phantom = snapshot(vec![listed(0, "r0", "s"), listed(1, "r9", "s")], Some(2));
+        assert_eq!(
+            c.check(&phantom),
+            Err(MessageViolation::Phantom {
+                agent: "ag".into(),
+                seq: 1,
+                request_id: "r9".into(),
+            })
+        );
+        let moved = snapshot(vec![listed(0, "r0", "other")], Some(1));
+        assert!(matches!(
+            c.check(&moved),
+            Err(MessageViolation::Phantom { seq: 0, .. })
+        ));
+        // One message stored twice.
+        let twice = snapshot(vec![listed(0, "r0", "s"), listed(1, "r0", "s")], Some(2));
+        assert_eq!(
+            c.check(&twice),
+            Err(MessageViolation::Duplicated {
+                agent: "ag".into(),
+                request_id: "r0".into(),
+                seqs: vec![0, 1],
+            })
+        );
+        // Messages without an agent record.
+        let orphan = snapshot(vec![listed(0, "r0", "s")], None);
+        assert_eq!(
+            c.check(&orphan),
+            Err(MessageViolation::MissingAgent {
+                agent: "ag".into(),
+                messages: 1,
+            })
+        );
+        // A session record that disagrees with the listing.
+        let mut torn = snapshot(vec![listed(0, "r0", "s"), listed(1, "r1", "s")], Some(2));
+        torn.sessions[0].message_count = 1;
+        assert_eq!(
+            c.check(&torn),
+            Err(MessageViolation::Session {
+                agent: "ag".into(),
+                session: "s".into(),
+                count: 1,
+                last_seq: Some(1),
+                listed: 2,
+                listed_last: Some(1),
+            })
+        );
+        // One message acknowledged at two seqs, then one acknowledged where another is.
+        c.ack("ag", "r0", 0);
+        c.ack("ag", "r1", 0);
+        assert_eq!(
+            c.check(&ok),
+            Err(MessageViolation::Lost {
+                agent: "ag".into(),
+                request_id: "r1".into(),
+                seq: 0,
+            })
+        );
+        c.ack("ag", "r0", 1);
+        assert_eq!(
+            c.check(&ok),
+            Err(MessageViolation::Duplicated {
+                agent: "ag".into(),
+                request_id: "r0".into(),
+                seqs: vec![0, 1],
+            })
+        );
     }
 }
