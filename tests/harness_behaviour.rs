@@ -210,3 +210,23 @@ fn a_seed_with_a_filter_that_selects_nothing_is_an_error_not_a_pass() {
         "{all}"
     );
 }
+
+#[test]
+fn a_watchdog_failure_is_reported_and_never_replayed() {
+    let root = scratch("watchdog");
+    // With log capture on (the default), as a user would run it: a failing seed is normally
+    // replayed once for its log, which for a seed stuck in a loop would double the wait.
+    let out = Command::new(selftest())
+        .env("CARGO_MANIFEST_DIR", &root)
+        .args(["--include-ignored", "spins_forever"])
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(101), "{all}");
+    assert!(all.contains("wall-clock watchdog fired after 2s"), "{all}");
+    assert_eq!(
+        all.matches("spins_forever: started seed 0").count(),
+        1,
+        "the seed ran more than once:\n{all}"
+    );
+}

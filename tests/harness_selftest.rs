@@ -24,6 +24,22 @@ async fn exits_early(env: SimEnv) {
     end_the_process();
 }
 
+/// Spins without ever awaiting: only the wall-clock watchdog can end it.
+#[kelpie::dst_test(seeds = [0], wall_timeout = "2s", ignore)]
+async fn spins_forever(env: SimEnv) {
+    env.sleep(Duration::from_millis(1)).await;
+    // Counted by the behaviour test: a replay of this seed would print it twice.
+    eprintln!("spins_forever: started seed {}", env.seed());
+    spin();
+}
+
+fn spin() {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
 fn end_the_process() {
     std::process::exit(0);
 }
