@@ -39,6 +39,7 @@ fn apply(map: &mut BTreeMap<u8, u64>, op: &Op) -> Ret {
             }
             KvRet::Swapped(swap)
         }
+        KvOp::Append(..) => unreachable!("the clients here never append"),
     }
 }
 
@@ -306,6 +307,7 @@ async fn disk_client(env: SimEnv, history: History<Op, Ret>, me: u64, ops: u64, 
                     }
                 })
             }
+            KvOp::Append(..) => unreachable!("the clients here never append"),
         };
         match ret {
             Ok(ret) => {
@@ -393,6 +395,9 @@ fn operations_record_virtual_times() {
     assert_eq!(ops[1].outcome, Outcome::Unknown { at: t2 });
     assert_eq!(
         history.check(&KvModel::new(), 10),
-        Verdict::Linearizable { explored: 1 }
+        Verdict::Linearizable {
+            explored: 1,
+            linearization: None
+        }
     );
 }

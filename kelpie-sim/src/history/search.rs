@@ -1,0 +1,415 @@
+//! The search for a linearization of one partition: Wing & Gong's algorithm with Lowe's
+//! memoization (as in Porcupine), resumable so that partitions can share a budget in slices,
+//! with a visited set of 128-bit fingerprints instead of whole states.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+use super::hash::{mix64, StableHasher};
+use super::{Model, Operation, Outcome};
+
+/// An event's position: virtual time, then recording order.
+pub(crate) type At = (Duration, u64);
+
+/// An operation as the search sees it.
+pub(crate) struct Entry<'a, Op, Ret> {
+    /// The operation's [`Operation::id`].
+    pub(crate) id: usize,
+    pub(crate) op: &'a Op,
+    /// What it returned; `None`: any return is fine.
+    pub(crate) ret: Option<&'a Ret>,
+    pub(crate) call: At,
+    /// `None`: no return (unknown outcome); it may take effect any time after its call, or
+    /// never.
+    pub(crate) returned: Option<At>,
+}
+
+/// The search's view of `op`, with every return after `cut` (if any) forgotten: an operation
+/// that returned after the cut is unknown, one invoked after it is left out (as is a failed
+/// one).
+pub(crate) fn entry<Op, Ret>(
+    op: &Operation<Op, Ret>,
+    cut: Option<At>,
+) -> Option<Entry<'_, Op, Ret>> {
+    let call = (op.invoked, op.seq.0);
+    let (ret, returned) = match &op.outcome {
+        Outcome::Failed { .. } => return None,
+        Outcome::Ok { ret, at } => (Some(ret), Some((*at, op.seq.1))),
+        Outcome::Pending | Outcome::Unknown { .. } => (None, None),
+    };
+    let forget = matches!(cut, Some(cut) if returned.is_some_and(|r| r > cut));
+    match cut {
+        Some(cut) if call > cut => None,
+        _ => Some(Entry {
+            id: op.id,
+            op: &op.op,
+            ret: if forget { None } else { ret },
+            call,
+            returned: if forget { None } else { returned },
+        }),
+    }
+}
+
+/// Which budget ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Spent {
+    /// The number of states.
+    States,
+    /// The wall-clock time limit.
+    Time,
+}
+
+/// A budget of states and, optionally, of wall-clock time, and what was spent of it.
+pub(crate) struct Work {
+    pub(crate) left: u64,
+    pub(crate) explored: u64,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) spent: Option<Spent>,
+}
+
+impl Work {
+    pub(crate) fn new(max_states: u64, time_limit: Option<Duration>) -> Self {
+        Work {
+            left: max_states,
+            explored: 0,
+            deadline: time_limit.map(|t| Instant::now() + t),
+            spent: None,
+        }
+    }
+
+    /// Takes one state from the budget; `false` if it is spent. The clock is read every
+    /// 1,024 states.
+    fn take(&mut self) -> bool {
+        if self.spent.is_some() {
+            return false;
+        }
+        if self.left == 0 {
+            self.spent = Some(Spent::States);
+            return false;
+        }
+        if self.explored % 1024 == 1023 {
+            if let Some(deadline) = self.deadline {
+                if Instant::now() >= deadline {
+                    self.spent = Some(Spent::Time);
+                    return false;
+                }
+            }
+        }
+        self.left -= 1;
+        self.explored += 1;
+        true
+    }
+}
+
+/// What a search (or one slice of it) ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    Linearizable,
+    Violation,
+    /// The budget ran out; [`Search::run`] may be called again with more.
+    Exhausted,
+}
+
+const NIL: usize = usize::MAX;
+
+/// One linearized operation (an index into the entries), the state before it, and whether it
+/// was forced (read-only, linearized as soon as it could be: undoing it undoes the state
+/// before it too).
+struct Step {
+    op: u32,
+    before: u32,
+    forced: bool,
+}
+
+/// A hasher for keys that are already uniformly random (fingerprints): takes their low bits.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// A pseudo-random 128-bit number for `n` in stream `salt`: two rounds of splitmix64.
+fn random128(salt: u64, n: u64) -> u128 {
+    let a = mix64(salt ^ mix64(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    let b = mix64(a ^ 0xd1b5_4a32_d192_ed03);
+    (u128::from(a) << 64) | u128::from(b)
+}
+
+/// Model states seen by a search, each stored once and named by a small id.
+struct States<S> {
+    ids: HashMap<S, u32, BuildHasherDefault<StableHasher>>,
+    all: Vec<S>,
+}
+
+impl<S: Clone + Eq + std::hash::Hash> States<S> {
+    fn intern(&mut self, s: S) -> u32 {
+        if let Some(&id) = self.ids.get(&s) {
+            return id;
+        }
+        let id = u32::try_from(self.all.len()).expect("fewer than 2^32 distinct model states");
+        self.all.push(s.clone());
+        self.ids.insert(s, id);
+        id
+    }
+}
+
+/// Wing & Gong / Lowe search over one partition's operations: the event list (a doubly linked
+/// list over arrays, node 0 its head), the linearized set, the current state and the memo.
+///
+/// The memo holds, for each (set of linearized operations, model state) explored, a 128-bit
+/// fingerprint: the XOR of a random number per linearized operation (Zobrist hashing, updated
+/// in O(1) per step) and one per state id. Two different pairs get the same fingerprint with
+/// probability 2^-128, so a search of 10^9 states wrongly skips one with probability below
+/// 10^-20; in exchange a state costs 16 bytes in the memo whatever the partition's size and
+/// the model's state, and model states are stored once each ([`States`]).
+pub(crate) struct Search<'a, M: Model> {
+    entries: Vec<Entry<'a, M::Op, M::Ret>>,
+    read_only: Vec<bool>,
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    op_of: Vec<u32>,
+    is_call: Vec<bool>,
+    call_node: Vec<usize>,
+    return_node: Vec<usize>,
+    /// Operations that returned, not yet linearized.
+    required: usize,
+    keys: Vec<u128>,
+    fingerprint: u128,
+    states: States<M::State>,
+    state: u32,
+    memo: HashSet<u128, BuildHasherDefault<PassThrough>>,
+    stack: Vec<Step>,
+    /// Where the scan goes on from when [`Search::run`] is called again.
+    node: usize,
+    /// The longest sequence linearized so far (entry indices), kept if asked.
+    longest: Option<Vec<u32>>,
+    /// States explored by this search.
+    pub(crate) explored: u64,
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    pub(crate) fn new(model: &M, entries: Vec<Entry<'a, M::Op, M::Ret>>) -> Self {
+        // Invocations and returns in time order (positions are unique: recording order
+        // breaks ties).
+        let mut events: Vec<(At, usize, bool)> = Vec::with_capacity(2 * entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            events.push((e.call, i, true));
+            if let Some(r) = e.returned {
+                events.push((r, i, false));
+            }
+        }
+        events.sort_unstable_by_key(|e| e.0);
+        let nodes = events.len() + 1;
+        let mut next: Vec<usize> = (1..=nodes).collect();
+        next[nodes - 1] = NIL;
+        let mut states = States {
+            ids: HashMap::default(),
+            all: Vec::new(),
+        };
+        let state = states.intern(model.init());
+        let read_only = entries
+            .iter()
+            .map(|e| e.ret.is_some_and(|r| model.is_read_only(e.op, r)))
+            .collect();
+        let mut s = Search {
+            read_only,
+            next,
+            prev: (0..nodes).map(|i| i.wrapping_sub(1)).collect(),
+            op_of: vec![0; nodes],
+            is_call: vec![false; nodes],
+            call_node: vec![NIL; entries.len()],
+            return_node: vec![NIL; entries.len()],
+            required: entries.iter().filter(|e| e.returned.is_some()).count(),
+            keys: (0..entries.len() as u64)
+                .map(|i| random128(0x6b65_6c70_6965, i))
+                .collect(),
+            fingerprint: 0,
+            states,
+            state,
+            memo: HashSet::default(),
+            stack: Vec::new(),
+            node: NIL,
+            longest: None,
+            explored: 0,
+            entries,
+        };
+        for (k, &(_, i, call)) in events.iter().enumerate() {
+            s.op_of[k + 1] = i as u32;
+            s.is_call[k + 1] = call;
+            if call {
+                s.call_node[i] = k + 1;
+            } else {
+                s.return_node[i] = k + 1;
+            }
+        }
+        s.node = s.next[0];
+        s
+    }
+
+    /// Keeps the longest sequence linearized, for [`Search::longest`].
+    pub(crate) fn keep_longest(&mut self) {
+        self.longest = Some(Vec::new());
+    }
+
+    /// The operations' ids in the order linearized: the whole linearization after
+    /// [`Found::Linearizable`].
+    pub(crate) fn order(&self) -> Vec<usize> {
+        self.stack
+            .iter()
+            .map(|s| self.entries[s.op as usize].id)
+            .collect()
+    }
+
+    /// The longest sequence of operations (ids) the search linearized, if kept.
+    pub(crate) fn longest(&self) -> Vec<usize> {
+        let longest = self.longest.as_deref().unwrap_or_default();
+        longest
+            .iter()
+            .map(|&i| self.entries[i as usize].id)
+            .collect()
+    }
+
+    /// The number of operations searched.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn unlink(&mut self, node: usize) {
+        let (p, n) = (self.prev[node], self.next[node]);
+        self.next[p] = n;
+        if n != NIL {
+            self.prev[n] = p;
+        }
+    }
+
+    /// Undoes the matching [`Search::unlink`]; undos come in reverse order (dancing links).
+    fn relink(&mut self, node: usize) {
+        let (p, n) = (self.prev[node], self.next[node]);
+        self.next[p] = node;
+        if n != NIL {
+            self.prev[n] = node;
+        }
+    }
+
+    fn state_key(id: u32) -> u128 {
+        random128(0x7374_6174_65, u64::from(id))
+    }
+
+    /// Linearizes entry `i`, leading to state `after`, unless that was explored before or the
+    /// budget is spent (then nothing changes, and the same step is tried again on resuming).
+    fn advance(&mut self, i: usize, after: u32, forced: bool, work: &mut Work) -> Found {
+        let fingerprint = self.fingerprint ^ self.keys[i];
+        let key = fingerprint ^ Self::state_key(after);
+        if self.memo.contains(&key) {
+            return Found::Violation; // seen: not a way forward
+        }
+        if !work.take() {
+            return Found::Exhausted;
+        }
+        self.explored += 1;
+        self.memo.insert(key);
+        self.fingerprint = fingerprint;
+        let before = std::mem::replace(&mut self.state, after);
+        self.stack.push(Step {
+            op: i as u32,
+            before,
+            forced,
+        });
+        self.unlink(self.call_node[i]);
+        if self.return_node[i] != NIL {
+            self.unlink(self.return_node[i]);
+            self.required -= 1;
+        }
+        Found::Linearizable
+    }
+
+    /// Undoes linearizations up to and including the last unforced one; the node to go on
+    /// scanning from, `None` if none is left.
+    fn backtrack(&mut self) -> Option<usize> {
+        if let Some(longest) = &mut self.longest {
+            if self.stack.len() > longest.len() {
+                longest.clear();
+                longest.extend(self.stack.iter().map(|s| s.op));
+            }
+        }
+        loop {
+            let step = self.stack.pop()?;
+            let i = step.op as usize;
+            self.fingerprint ^= self.keys[i];
+            self.state = step.before;
+            if self.return_node[i] != NIL {
+                self.relink(self.return_node[i]);
+                self.required += 1;
+            }
+            self.relink(self.call_node[i]);
+            if !step.forced {
+                return Some(self.next[self.call_node[i]]);
+            }
+        }
+    }
+
+    /// Searches on until an answer or until `work` is spent ([`Found::Exhausted`]: call again
+    /// with more to go on where it stopped).
+    pub(crate) fn run(&mut self, model: &M, work: &mut Work) -> Found {
+        loop {
+            if self.required == 0 {
+                if let Some(longest) = &mut self.longest {
+                    longest.clear();
+                    longest.extend(self.stack.iter().map(|s| s.op));
+                }
+                return Found::Linearizable;
+            }
+            let node = self.node;
+            // While a required operation is not linearized, its return is in the list and the
+            // scan meets a return before the end: `node` is never NIL here.
+            if node != NIL && self.is_call[node] {
+                let i = self.op_of[node] as usize;
+                let e = &self.entries[i];
+                let (after, ret) = model.step(&self.states.all[self.state as usize], e.op);
+                if e.ret.is_none_or(|r| *r == ret) {
+                    let after = self.states.intern(after);
+                    // A read-only operation can be linearized now rather than later: all that
+                    // must precede it already is, and moving it changes no state. So this
+                    // state fails if that one does, and the alternatives are moot.
+                    let forced = self.read_only[i] && after == self.state;
+                    match self.advance(i, after, forced, work) {
+                        Found::Linearizable => {
+                            self.node = self.next[0];
+                            continue;
+                        }
+                        Found::Exhausted => return Found::Exhausted,
+                        Found::Violation if forced => match self.backtrack() {
+                            Some(n) => {
+                                self.node = n;
+                                continue;
+                            }
+                            None => return Found::Violation,
+                        },
+                        Found::Violation => {}
+                    }
+                }
+                self.node = self.next[node];
+            } else {
+                // The earliest return left: its operation should have been linearized by now.
+                match self.backtrack() {
+                    Some(n) => self.node = n,
+                    None => return Found::Violation,
+                }
+            }
+        }
+    }
+}
