@@ -154,9 +154,7 @@ impl<Op, Ret> Verdict<Op, Ret> {
     /// States explored in all (for a violation: finding it and shrinking it).
     pub fn explored(&self) -> u64 {
         match self {
-            Verdict::Linearizable { explored, .. } | Verdict::Unknown { explored, .. } => {
-                *explored
-            }
+            Verdict::Linearizable { explored, .. } | Verdict::Unknown { explored, .. } => *explored,
             Verdict::Violation(v) => v.explored,
         }
     }
@@ -206,6 +204,22 @@ pub struct Linearization {
     /// Per partition (in key order), the [`Operation::id`]s in the order found. Operations of
     /// unknown outcome that need not have taken effect may be absent; failed ones always are.
     pub partitions: Vec<(PartitionKey, Vec<usize>)>,
+}
+
+impl fmt::Display for Linearization {
+    /// One line per partition: `partition 0x1f: #1, #0, #2`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, order)) in self.partitions.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "partition {key:#x}:")?;
+            for (j, id) in order.iter().enumerate() {
+                write!(f, "{} #{id}", if j == 0 { "" } else { "," })?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How far a violation's witness was shrunk.
@@ -443,7 +457,12 @@ where
         .collect();
     // Smallest first: the one that fails is found soonest when any fails.
     let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by_key(|&i| (parts[i].search.as_ref().map_or(0, Search::len), parts[i].key));
+    order.sort_by_key(|&i| {
+        (
+            parts[i].search.as_ref().map_or(0, Search::len),
+            parts[i].key,
+        )
+    });
     let mut orders: BTreeMap<PartitionKey, Vec<usize>> = BTreeMap::new();
     let mut work = Work::new(config.max_states, config.time_limit);
     let mut slice = FIRST_SLICE;
@@ -485,11 +504,7 @@ where
                     // Free the searches before shrinking.
                     drop(parts);
                     return Verdict::Violation(if config.shrink {
-                        violation.shrink(
-                            model,
-                            config.shrink_max_states,
-                            config.shrink_time_limit,
-                        )
+                        violation.shrink(model, config.shrink_max_states, config.shrink_time_limit)
                     } else {
                         violation
                     });
@@ -530,7 +545,12 @@ fn unknown<M: Model>(
     let undecided: Vec<&Part<'_, M>> = parts.iter().filter(|p| p.search.is_some()).collect();
     let most = undecided
         .iter()
-        .max_by_key(|p| (p.search.as_ref().map_or(0, |s| s.explored), std::cmp::Reverse(p.key)))
+        .max_by_key(|p| {
+            (
+                p.search.as_ref().map_or(0, |s| s.explored),
+                std::cmp::Reverse(p.key),
+            )
+        })
         .expect("a partition is undecided");
     Verdict::Unknown {
         explored: work.explored,
@@ -545,8 +565,8 @@ fn unknown<M: Model>(
 #[cfg(test)]
 mod tests {
     use super::super::{KvModel, KvOp, KvRet, RegisterModel, RegisterOp, RegisterRet};
-    use crate::history::search::Entry;
     use super::*;
+    use crate::history::search::Entry;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -576,18 +596,24 @@ mod tests {
     #[test]
     fn empty_and_sequential_histories_are_linearizable() {
         let h = Reg::new();
-        assert_eq!(reg(&h), Verdict::Linearizable {
-            explored: 0,
-            linearization: None
-        });
+        assert_eq!(
+            reg(&h),
+            Verdict::Linearizable {
+                explored: 0,
+                linearization: None
+            }
+        );
         write(&h, 1, 1, 0, 1);
         read(&h, 2, 1, 2, 3);
         write(&h, 2, 2, 4, 5);
         read(&h, 1, 2, 6, 7);
-        assert_eq!(reg(&h), Verdict::Linearizable {
-            explored: 4,
-            linearization: None
-        });
+        assert_eq!(
+            reg(&h),
+            Verdict::Linearizable {
+                explored: 4,
+                linearization: None
+            }
+        );
     }
 
     #[test]
@@ -1009,5 +1035,260 @@ mod tests {
         }
         // Both answers are common.
         assert!(seen[0] > 500 && seen[1] > 500, "{seen:?}");
+    }
+
+    /// Forty concurrent writes of unknown outcome and a read of a value none wrote, on key
+    /// `hard`: an exhaustive search visits every subset of the writes.
+    fn hard_partition(h: &History<KvOp<&'static str, u32>, KvRet<u32>>, hard: &'static str) {
+        for i in 0..40 {
+            h.invoke(i, KvOp::Put(hard, i as u32 + 1), ms(0))
+                .unknown(ms(10));
+        }
+        h.invoke(99, KvOp::Get(hard), ms(1))
+            .ok(KvRet::Value(Some(1000)), ms(2));
+    }
+
+    fn stale_kv(h: &History<KvOp<&'static str, u32>, KvRet<u32>>, key: &'static str, t: u64) {
+        let ok = |c, op, ret, from, to| h.invoke(c, op, ms(from)).ok(ret, ms(to));
+        ok(1, KvOp::Put(key, 1), KvRet::Done, t, t + 1);
+        ok(1, KvOp::Put(key, 2), KvRet::Done, t + 2, t + 3);
+        ok(2, KvOp::Get(key), KvRet::Value(Some(1)), t + 4, t + 5);
+    }
+
+    #[test]
+    fn without_shrinking_the_verdict_lists_the_partition_and_shrinks_later() {
+        let h = Reg::new();
+        for i in 0..50 {
+            write(&h, i % 4, i as u32 + 1, 2 * i, 2 * i + 1);
+        }
+        read(&h, 9, 5, 1000, 1001); // stale
+        let model = RegisterModel::new(0);
+        let fast = h.check_with(&model, &CheckConfig::new(10_000).shrink(false));
+        let v = fast.violation().expect("stale");
+        assert_eq!(v.shrinking, Shrinking::Skipped);
+        assert!(!v.minimal && v.culprits.is_empty());
+        assert_eq!(v.operations.len(), 51);
+        assert_eq!(v.explored, v.explored_to_decide);
+        assert!(
+            fast.to_string()
+                .contains("not shrunk: all the 51 operations"),
+            "{fast}"
+        );
+        // Explain second: the same witness as a check that shrinks.
+        let full = reg(&h);
+        let later = v.shrink(&model, 10_000, None);
+        assert_eq!(Some(&later), full.violation());
+        assert!(later.minimal && later.shrinking == Shrinking::Minimal);
+        assert_eq!(later.operations.len(), 3);
+        assert!(later.explored > v.explored);
+    }
+
+    #[test]
+    fn a_spent_shrink_budget_is_reported_as_partial() {
+        let h = Reg::new();
+        for i in 0..50 {
+            write(&h, i % 4, i as u32 + 1, 2 * i, 2 * i + 1);
+        }
+        read(&h, 9, 5, 1000, 1001);
+        let config = CheckConfig::new(10_000).shrink_budget(60, None);
+        let verdict = h.check_with(&RegisterModel::new(0), &config);
+        let v = verdict.violation().expect("still a violation");
+        assert_eq!(
+            v.shrinking,
+            Shrinking::Partial {
+                spent: Spent::States
+            }
+        );
+        assert!(!v.minimal);
+        assert!(
+            v.operations.len() > 3 && v.operations.len() <= 51,
+            "{verdict}"
+        );
+        assert!(verdict.to_string().contains("partly shrunk"), "{verdict}");
+        // What is reported still fails.
+        let again: Reg = History::new();
+        for op in &v.operations {
+            let call = again.invoke(op.client, op.op.clone(), op.invoked);
+            match &op.outcome {
+                Outcome::Ok { ret, at } => call.ok(ret.clone(), *at),
+                _ => call.unknown(op.invoked),
+            }
+        }
+        assert!(reg(&again).is_violation());
+        // A time limit of zero stops shrinking at its first clock reading.
+        let config = CheckConfig::new(10_000).shrink_budget(u64::MAX, Some(Duration::ZERO));
+        let many = History::new();
+        for i in 0..3_000u64 {
+            write(&many, i % 4, i as u32 + 1, 2 * i, 2 * i + 1);
+        }
+        read(&many, 9, 5, 10_000, 10_001);
+        let v = many.check_with(&RegisterModel::new(0), &config);
+        assert_eq!(
+            v.violation().expect("stale").shrinking,
+            Shrinking::Partial { spent: Spent::Time },
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_time_limit_gives_unknown() {
+        let h = History::new();
+        hard_partition(&h, "x");
+        let config = CheckConfig::new(u64::MAX).time_limit(Duration::from_millis(50));
+        let start = std::time::Instant::now();
+        let v = h.check_with(&KvModel::new(), &config);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the limit bounds the search"
+        );
+        match &v {
+            Verdict::Unknown {
+                spent,
+                operations,
+                undecided,
+                explored,
+                ..
+            } => {
+                assert_eq!(*spent, Spent::Time);
+                assert_eq!((*operations, *undecided), (41, 1));
+                assert!(*explored > 1024, "{v}");
+            }
+            _ => panic!("{v}"),
+        }
+        assert!(
+            v.to_string()
+                .starts_with("unknown: the time limit was reached"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn the_smallest_failing_partition_is_found_first() {
+        // Key "a" (sorted first by key) is hard; key "z" has a stale read. Searched one
+        // after the other in key order, the budget would go to "a" and the answer would be
+        // unknown.
+        let h = History::new();
+        hard_partition(&h, "a");
+        stale_kv(&h, "z", 100);
+        let model = KvModel::new();
+        let v = h.check_with(&model, &CheckConfig::new(1_000_000).shrink(false));
+        let w = v.violation().expect("the stale read of z");
+        assert_eq!(w.partition, model.partition(&KvOp::Get("z")));
+        assert_eq!(w.partition_len, 3);
+        // Only the small partition's states and none of the hard one's: it came first.
+        assert!(w.explored_to_decide < 10, "{v}");
+        // With two failing partitions of different sizes, the smaller is reported, and the
+        // check stops there: the larger one's search never started.
+        let h = History::new();
+        hard_partition(&h, "a");
+        stale_kv(&h, "m", 100);
+        for t in 0..5 {
+            h.invoke(5, KvOp::Put("b", t), ms(200 + 2 * t as u64))
+                .ok(KvRet::Done, ms(201 + 2 * t as u64));
+        }
+        stale_kv(&h, "b", 300);
+        let v = h.check_with(&model, &CheckConfig::new(1_000_000));
+        let w = v.violation().expect("a stale read");
+        assert_eq!(w.partition, model.partition(&KvOp::Get("m")), "{v}");
+        assert!(w.minimal);
+        // Deterministic: the same answer every time.
+        assert_eq!(v, h.check_with(&model, &CheckConfig::new(1_000_000)));
+    }
+
+    #[test]
+    fn a_large_partition_gets_slices_until_decided() {
+        // A linearizable partition needing more than a slice, next to small ones.
+        let h = Reg::new();
+        for i in 0..3_000u64 {
+            write(&h, i % 3, i as u32 + 1, 2 * i, 2 * i + 1);
+        }
+        let v = reg(&h);
+        assert!(v.is_linearizable());
+        assert_eq!(v.explored(), 3_000);
+        assert!(h.check(&RegisterModel::new(0), 2_999).is_unknown());
+    }
+
+    #[test]
+    fn a_pass_can_say_the_order_found() {
+        let h = History::new();
+        let ok = |c, op, ret, from, to| h.invoke(c, op, ms(from)).ok(ret, ms(to));
+        // Client 2's read overlaps client 1's put and saw it: the put comes first.
+        ok(2, KvOp::Get("a"), KvRet::Value(Some(1)), 0, 10);
+        ok(1, KvOp::Put("a", 1), KvRet::Done, 1, 2);
+        ok(1, KvOp::Put("b", 7), KvRet::Done, 3, 4);
+        h.invoke(3, KvOp::Put("b", 8), ms(5)).unknown(ms(6));
+        ok(2, KvOp::Get("b"), KvRet::Value(Some(8)), 11, 12);
+        h.invoke(3, KvOp::Put("a", 9), ms(13)).fail(ms(14));
+        let model = KvModel::new();
+        let plain = h.check(&model, 1_000);
+        assert_eq!(plain.linearization(), None);
+        let v = h.check_with(&model, &CheckConfig::new(1_000).linearization(true));
+        let lin = v.linearization().expect("asked for");
+        let a = model.partition(&KvOp::Get("a"));
+        let b = model.partition(&KvOp::Get("b"));
+        let mut expected = vec![(a, vec![1, 0]), (b, vec![2, 3, 4])];
+        expected.sort();
+        assert_eq!(lin.partitions, expected);
+        assert_eq!(v.explored(), plain.explored());
+        // The order replays: each operation returns what it returned.
+        let ops = h.operations();
+        for (_, order) in &lin.partitions {
+            let mut state = model.init();
+            for &id in order {
+                let (next, ret) = model.step(&state, &ops[id].op);
+                if let Outcome::Ok { ret: r, .. } = &ops[id].outcome {
+                    assert_eq!(*r, ret, "#{id}");
+                }
+                state = next;
+            }
+        }
+        assert!(lin.to_string().contains("#1, #0"), "{lin}");
+    }
+
+    #[test]
+    fn the_witness_draws_as_a_timeline() {
+        let h = Reg::new();
+        write(&h, 1, 1, 0, 1);
+        write(&h, 1, 2, 2, 3);
+        read(&h, 2, 1, 4, 5);
+        h.invoke(3, RegisterOp::Write(3), ms(6)).unknown(ms(7));
+        let v = reg(&h);
+        let w = v.violation().expect("stale");
+        let text = w.timeline();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines[0],
+            "  * #0 client 1  [-]            Write(1) -> Done  (0ns..1ms)"
+        );
+        assert_eq!(
+            lines[1],
+            "  * #1 client 1      [-]        Write(2) -> Done  (2ms..3ms)"
+        );
+        assert_eq!(
+            lines[2],
+            "  * #2 client 2          [-]    Read -> Value(1)  (4ms..5ms)"
+        );
+        // An unknown outcome runs on to the right.
+        let all = super::super::timeline(&h.operations(), &[]);
+        assert!(
+            all.lines()
+                .nth(3)
+                .unwrap()
+                .contains("[->  Write(3) -> ? (outcome unknown)  (6ms..)"),
+            "{all}"
+        );
+        let svg = w.to_svg();
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(
+            svg.contains("#2 client 2: Read -&gt; Value(1)  (4ms..5ms)"),
+            "{svg}"
+        );
+        assert_eq!(
+            svg.matches("fill=\"#c0392b\"").count(),
+            6,
+            "three red bars, three red labels"
+        );
     }
 }

@@ -150,7 +150,10 @@ mod tests {
     fn the_hash_is_stable() {
         // Pinned values: a change of algorithm would move every partition and witness.
         assert_eq!(stable_hash(&0u64), stable_hash(&0u64));
-        assert_ne!(stable_hash(&[1u8, 2, 3][..]), stable_hash(&[1u8, 2, 3, 0][..]));
+        assert_ne!(
+            stable_hash(&[1u8, 2, 3][..]),
+            stable_hash(&[1u8, 2, 3, 0][..])
+        );
         assert_ne!(stable_hash("ab"), stable_hash("ba"));
         assert_eq!(PartitionKey::of(&5u64).get(), stable_hash(&5u64));
         assert_eq!(format!("{}", PartitionKey::new(255)), "0xff");

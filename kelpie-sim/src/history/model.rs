@@ -394,4 +394,106 @@ mod tests {
         assert_eq!(m.step(&4, &cas), (6, RegisterRet::Swapped(true)));
         assert_eq!(m.step(&7, &RegisterOp::Read), (7, RegisterRet::Value(7)));
     }
+
+    #[test]
+    fn kv_append_extends_the_value() {
+        let m = KvModel::<&str, Vec<u8>>::new().with_append();
+        let (s, r) = m.step(&m.init(), &KvOp::Append("l", vec![1]));
+        assert_eq!(r, KvRet::Done);
+        let (s, _) = m.step(&s, &KvOp::Append("l", vec![2, 3]));
+        assert_eq!(
+            m.step(&s, &KvOp::Get("l")).1,
+            KvRet::Value(Some(vec![1, 2, 3]))
+        );
+        let (s, _) = m.step(&s, &KvOp::Put("l", vec![9]));
+        let (s, _) = m.step(&s, &KvOp::Append("l", vec![8]));
+        assert_eq!(s.get("l"), Some(&vec![9, 8]));
+        assert!(!m.is_read_only(&KvOp::Append("l", vec![]), &KvRet::Done));
+        assert_eq!(
+            m.partition(&KvOp::Append("l", vec![])),
+            m.partition(&KvOp::Get("l"))
+        );
+        // A custom append: numbers that add up.
+        let sum = KvModel::<u8, u64>::new().with_append_fn(|a, b| a + b);
+        let (s, _) = sum.step(&sum.init(), &KvOp::Append(0, 5));
+        let (s, _) = sum.step(&s, &KvOp::Append(0, 6));
+        assert_eq!(s.get(&0), Some(&11));
+    }
+
+    #[test]
+    #[should_panic(expected = "KvModel::with_append()")]
+    fn kv_append_needs_to_be_enabled() {
+        let m = KvModel::<&str, String>::new();
+        let _ = m.step(&m.init(), &KvOp::Append("k", "x".into()));
+    }
+
+    #[test]
+    fn kv_missing_value_is_configurable() {
+        let m = KvModel::<&str, String>::new()
+            .with_missing(String::new())
+            .with_append();
+        let empty = KvRet::Value(Some(String::new()));
+        assert_eq!(m.step(&m.init(), &KvOp::Get("k")).1, empty);
+        let (s, _) = m.step(&m.init(), &KvOp::Append("k", "ab".into()));
+        let (s, _) = m.step(&s, &KvOp::Append("k", "c".into()));
+        assert_eq!(
+            m.step(&s, &KvOp::Get("k")).1,
+            KvRet::Value(Some("abc".into()))
+        );
+        let (s, _) = m.step(&s, &KvOp::Delete("k"));
+        assert_eq!(m.step(&s, &KvOp::Get("k")).1, empty);
+        // A CAS expecting the missing value, or absence, succeeds on a missing key.
+        for expected in [Some(String::new()), None] {
+            let cas = KvOp::Cas {
+                key: "k",
+                expected,
+                new: "x".to_string(),
+            };
+            let (s2, r) = m.step(&s, &cas);
+            assert_eq!(
+                (r, s2.get("k").map(String::as_str)),
+                (KvRet::Swapped(true), Some("x"))
+            );
+        }
+        // Writing the missing value is deleting: one state, not two.
+        let (s2, _) = m.step(&s, &KvOp::Put("k", String::new()));
+        assert_eq!(s2, s);
+        let init = BTreeMap::from([("a", String::new()), ("b", "1".to_string())]);
+        let m = KvModel::with_initial(init).with_missing(String::new());
+        assert_eq!(m.init(), BTreeMap::from([("b", "1".to_string())]));
+        // Without it, a missing key reads as None.
+        let plain = KvModel::<&str, String>::new();
+        assert_eq!(
+            plain.step(&plain.init(), &KvOp::Get("k")).1,
+            KvRet::Value(None)
+        );
+    }
+
+    #[test]
+    fn histories_with_appends_and_a_missing_value_are_checked() {
+        use super::super::History;
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let m = KvModel::<&str, String>::new()
+            .with_missing(String::new())
+            .with_append();
+        let h = History::new();
+        // Two concurrent appends; a read between sees either order's prefix.
+        let a = h.invoke(1, KvOp::Append("k", "a".to_string()), ms(0));
+        let b = h.invoke(2, KvOp::Append("k", "b".to_string()), ms(0));
+        h.invoke(3, KvOp::Get("k"), ms(1))
+            .ok(KvRet::Value(Some(String::new())), ms(2));
+        a.ok(KvRet::Done, ms(5));
+        b.ok(KvRet::Done, ms(5));
+        h.invoke(3, KvOp::Get("k"), ms(6))
+            .ok(KvRet::Value(Some("ba".to_string())), ms(7));
+        assert!(h.check(&m, 1_000).is_linearizable());
+        // An append lost: after both returned, a read sees only one.
+        h.invoke(3, KvOp::Get("k"), ms(8))
+            .ok(KvRet::Value(Some("a".to_string())), ms(9));
+        let v = h.check(&m, 1_000);
+        let w = v.violation().expect("a lost append");
+        assert!(w.minimal);
+        assert!(w.operations.iter().any(|o| o.id == 4), "{v}");
+    }
 }

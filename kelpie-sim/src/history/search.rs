@@ -306,7 +306,7 @@ impl<'a, M: Model> Search<'a, M> {
     }
 
     fn state_key(id: u32) -> u128 {
-        random128(0x7374_6174_65, u64::from(id))
+        random128(0x0073_7461_7465, u64::from(id))
     }
 
     /// Linearizes entry `i`, leading to state `after`, unless that was explored before or the

@@ -212,4 +212,3 @@ pub(crate) fn shrink_violation<M: Model>(
         minimal: true,
     }
 }
-

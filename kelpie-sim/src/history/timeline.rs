@@ -140,7 +140,11 @@ fn escape(s: &str) -> String {
 /// to return (drawn on to the right edge, dashed, for an unknown outcome), operations in
 /// `marked` in red, each labelled with what it did and its virtual times. For histories
 /// larger than a screen: the picture grows with them and a browser scrolls it.
-pub fn svg<Op: Debug, Ret: Debug>(ops: &[Operation<Op, Ret>], marked: &[usize], title: &str) -> String {
+pub fn svg<Op: Debug, Ret: Debug>(
+    ops: &[Operation<Op, Ret>],
+    marked: &[usize],
+    title: &str,
+) -> String {
     const ROW: usize = 22;
     const LEFT: usize = 20;
     const STEP: usize = 14;
