@@ -113,13 +113,15 @@ pub(crate) enum Found {
 
 const NIL: usize = usize::MAX;
 
-/// One linearized operation (an index into the entries), the state before it, and whether it
+/// One linearized operation (an index into the entries), the state before it, whether it
 /// was forced (read-only, linearized as soon as it could be: undoing it undoes the state
-/// before it too).
+/// before it too), and which candidate of its level it was.
 struct Step {
     op: u32,
     before: u32,
     forced: bool,
+    /// Its position among the candidates of its level ([`Search::candidates`]).
+    tried: u32,
 }
 
 /// A hasher for keys that are already uniformly random (fingerprints): takes their low bits.
@@ -147,6 +149,22 @@ fn random128(salt: u64, n: u64) -> u128 {
     let a = mix64(salt ^ mix64(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
     let b = mix64(a ^ 0xd1b5_4a32_d192_ed03);
     (u128::from(a) << 64) | u128::from(b)
+}
+
+/// Each entry's rank by the midpoint of its interval (call and return positions, in time);
+/// an entry without a return ranks after all that have one, by call.
+fn ranks<Op, Ret>(entries: &[Entry<'_, Op, Ret>]) -> Vec<u32> {
+    let key = |e: &Entry<'_, Op, Ret>| match e.returned {
+        Some(r) => (false, e.call.0.as_nanos() + r.0.as_nanos()),
+        None => (true, e.call.0.as_nanos()),
+    };
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| (key(&entries[i]), entries[i].call));
+    let mut rank = vec![0; entries.len()];
+    for (r, i) in order.into_iter().enumerate() {
+        rank[i] = r as u32;
+    }
+    rank
 }
 
 /// Model states seen by a search, each stored once and named by a small id.
@@ -193,8 +211,14 @@ pub(crate) struct Search<'a, M: Model> {
     state: u32,
     memo: HashSet<u128, BuildHasherDefault<PassThrough>>,
     stack: Vec<Step>,
-    /// Where the scan goes on from when [`Search::run`] is called again.
-    node: usize,
+    /// Each entry's rank by the midpoint of its interval (no return: last): the order in
+    /// which a level's candidates are tried.
+    rank: Vec<u32>,
+    /// The candidates of the current level, by rank.
+    candidates: Vec<u32>,
+    /// The candidate of the current level to try next (0: the level is new, try forced
+    /// reads first); where [`Search::run`] goes on from.
+    start: usize,
     /// The longest sequence linearized so far (entry indices), kept if asked.
     longest: Option<Vec<u32>>,
     /// States explored by this search.
@@ -242,7 +266,9 @@ impl<'a, M: Model> Search<'a, M> {
             state,
             memo: HashSet::default(),
             stack: Vec::new(),
-            node: NIL,
+            rank: ranks(&entries),
+            candidates: Vec::new(),
+            start: 0,
             longest: None,
             explored: 0,
             entries,
@@ -256,7 +282,6 @@ impl<'a, M: Model> Search<'a, M> {
                 s.return_node[i] = k + 1;
             }
         }
-        s.node = s.next[0];
         s
     }
 
@@ -311,7 +336,14 @@ impl<'a, M: Model> Search<'a, M> {
 
     /// Linearizes entry `i`, leading to state `after`, unless that was explored before or the
     /// budget is spent (then nothing changes, and the same step is tried again on resuming).
-    fn advance(&mut self, i: usize, after: u32, forced: bool, work: &mut Work) -> Found {
+    fn advance(
+        &mut self,
+        i: usize,
+        after: u32,
+        forced: bool,
+        tried: usize,
+        work: &mut Work,
+    ) -> Found {
         let fingerprint = self.fingerprint ^ self.keys[i];
         let key = fingerprint ^ Self::state_key(after);
         if self.memo.contains(&key) {
@@ -328,6 +360,7 @@ impl<'a, M: Model> Search<'a, M> {
             op: i as u32,
             before,
             forced,
+            tried: tried as u32,
         });
         self.unlink(self.call_node[i]);
         if self.return_node[i] != NIL {
@@ -337,8 +370,8 @@ impl<'a, M: Model> Search<'a, M> {
         Found::Linearizable
     }
 
-    /// Undoes linearizations up to and including the last unforced one; the node to go on
-    /// scanning from, `None` if none is left.
+    /// Undoes linearizations up to and including the last unforced one; the candidate of its
+    /// level to try next, `None` if none is left.
     fn backtrack(&mut self) -> Option<usize> {
         if let Some(longest) = &mut self.longest {
             if self.stack.len() > longest.len() {
@@ -357,15 +390,35 @@ impl<'a, M: Model> Search<'a, M> {
             }
             self.relink(self.call_node[i]);
             if !step.forced {
-                return Some(self.next[self.call_node[i]]);
+                return Some(step.tried as usize + 1);
             }
         }
     }
 
+    /// The operations that may be linearized next, by rank: those invoked before the earliest
+    /// return of an operation not yet linearized (the calls before the first return left in
+    /// the list).
+    fn candidates(&mut self) {
+        self.candidates.clear();
+        let mut node = self.next[0];
+        while node != NIL && self.is_call[node] {
+            self.candidates.push(self.op_of[node]);
+            node = self.next[node];
+        }
+        let rank = &self.rank;
+        self.candidates.sort_unstable_by_key(|&i| rank[i as usize]);
+    }
+
     /// Searches on until an answer or until `work` is spent ([`Found::Exhausted`]: call again
     /// with more to go on where it stopped).
+    ///
+    /// At each level the candidates are tried in order of the midpoints of their intervals:
+    /// for effects at uniformly random instants within the intervals, the likelier order of
+    /// any two. Any order is exact (every candidate is tried before the level fails); this one
+    /// finds a linearization of a history with many concurrent operations without trying the
+    /// many wrong ones that invocation order tries first.
     pub(crate) fn run(&mut self, model: &M, work: &mut Work) -> Found {
-        loop {
+        'levels: loop {
             if self.required == 0 {
                 if let Some(longest) = &mut self.longest {
                     longest.clear();
@@ -373,42 +426,60 @@ impl<'a, M: Model> Search<'a, M> {
                 }
                 return Found::Linearizable;
             }
-            let node = self.node;
-            // While a required operation is not linearized, its return is in the list and the
-            // scan meets a return before the end: `node` is never NIL here.
-            if node != NIL && self.is_call[node] {
-                let i = self.op_of[node] as usize;
+            self.candidates();
+            if self.start == 0 {
+                // A read-only operation can be linearized now rather than later: all that
+                // must precede it already is, and moving it changes no state. So this state
+                // fails if that one does, and the alternatives are moot.
+                for k in 0..self.candidates.len() {
+                    let i = self.candidates[k] as usize;
+                    if !self.read_only[i] {
+                        continue;
+                    }
+                    let e = &self.entries[i];
+                    let (after, ret) = model.step(&self.states.all[self.state as usize], e.op);
+                    if e.ret.is_some_and(|r| *r == ret) {
+                        let after = self.states.intern(after);
+                        if after != self.state {
+                            continue;
+                        }
+                        match self.advance(i, after, true, k, work) {
+                            Found::Linearizable => continue 'levels,
+                            Found::Exhausted => return Found::Exhausted,
+                            Found::Violation => match self.backtrack() {
+                                Some(next) => {
+                                    self.start = next;
+                                    continue 'levels;
+                                }
+                                None => return Found::Violation,
+                            },
+                        }
+                    }
+                }
+            }
+            for k in self.start..self.candidates.len() {
+                let i = self.candidates[k] as usize;
                 let e = &self.entries[i];
                 let (after, ret) = model.step(&self.states.all[self.state as usize], e.op);
                 if e.ret.is_none_or(|r| *r == ret) {
                     let after = self.states.intern(after);
-                    // A read-only operation can be linearized now rather than later: all that
-                    // must precede it already is, and moving it changes no state. So this
-                    // state fails if that one does, and the alternatives are moot.
-                    let forced = self.read_only[i] && after == self.state;
-                    match self.advance(i, after, forced, work) {
+                    match self.advance(i, after, false, k, work) {
                         Found::Linearizable => {
-                            self.node = self.next[0];
-                            continue;
+                            self.start = 0;
+                            continue 'levels;
                         }
-                        Found::Exhausted => return Found::Exhausted,
-                        Found::Violation if forced => match self.backtrack() {
-                            Some(n) => {
-                                self.node = n;
-                                continue;
-                            }
-                            None => return Found::Violation,
-                        },
+                        Found::Exhausted => {
+                            self.start = k;
+                            return Found::Exhausted;
+                        }
                         Found::Violation => {}
                     }
                 }
-                self.node = self.next[node];
-            } else {
-                // The earliest return left: its operation should have been linearized by now.
-                match self.backtrack() {
-                    Some(n) => self.node = n,
-                    None => return Found::Violation,
-                }
+            }
+            // No candidate leads on: an earlier choice was wrong.
+            match self.backtrack() {
+                Some(next) => self.start = next,
+                None => return Found::Violation,
             }
         }
     }
