@@ -35,7 +35,7 @@ type Ret = KvRet<u64>;
 
 /// The state budget to decide and to shrink.
 const MAX_STATES: u64 = 10_000_000;
-/// The wall-clock limits to decide and to shrink.
+/// The wall-clock limits to decide (`--time-limit SECS` changes it) and to shrink.
 const DECIDE_LIMIT: Duration = Duration::from_secs(10);
 const SHRINK_LIMIT: Duration = Duration::from_secs(30);
 
@@ -209,11 +209,9 @@ fn concurrency(history: &History<Op, Ret>) -> usize {
     max as usize
 }
 
-fn run_case(case: &Case, histories: u64, show: bool) -> Row {
+fn run_case(case: &Case, histories: u64, show: bool, limit: Duration) -> Row {
     let model = KvModel::new();
-    let config = CheckConfig::new(MAX_STATES)
-        .time_limit(DECIDE_LIMIT)
-        .shrink(false);
+    let config = CheckConfig::new(MAX_STATES).time_limit(limit).shrink(false);
     let mut row = Row::default();
     for seed in 0..histories {
         let history = generate(case, seed);
@@ -288,6 +286,7 @@ fn main() -> ExitCode {
     let mut only: Option<String> = None;
     let mut show = false;
     let mut clients: Option<u64> = None;
+    let mut limit = DECIDE_LIMIT;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -299,6 +298,13 @@ fn main() -> ExitCode {
                 }
             },
             "--only" => only = args.next(),
+            "--time-limit" => match args.next().and_then(|v| v.parse::<u64>().ok()) {
+                Some(n) if n > 0 => limit = Duration::from_secs(n),
+                _ => {
+                    eprintln!("error: expected `--time-limit SECS` with SECS > 0");
+                    return ExitCode::from(2);
+                }
+            },
             "--clients" => match args.next().and_then(|v| v.parse::<u64>().ok()) {
                 Some(n) if n > 0 => clients = Some(n),
                 _ => {
@@ -330,10 +336,11 @@ fn main() -> ExitCode {
     }
     println!(
         "linearizability_scale: {histories} histories a case, decide within {MAX_STATES} \
-         states / {DECIDE_LIMIT:?}, shrink within {MAX_STATES} states / {SHRINK_LIMIT:?}"
+         states / {limit:?}, shrink within {MAX_STATES} states / {SHRINK_LIMIT:?}"
     );
     // Warm up (allocator, caches) before anything is timed.
-    let _ = generate(&cases[0], u64::MAX).check(&KvModel::new(), MAX_STATES);
+    // (On an easy case, whichever is measured: the warm-up must not set the peak memory.)
+    let _ = generate(&self::cases()[0], u64::MAX).check(&KvModel::new(), MAX_STATES);
     println!(
         "\n{:<26} {:>6} {:>7} {:>5} {:>5} {:>12} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8}",
         "case",
@@ -352,7 +359,7 @@ fn main() -> ExitCode {
     );
     let mut ok = true;
     for c in &cases {
-        let r = run_case(c, histories, show);
+        let r = run_case(c, histories, show, limit);
         let (dm, dx) = ms(&r.decide);
         let (sm, sx) = ms(&r.shrink);
         let shrink = if r.shrink.is_empty() {
