@@ -945,9 +945,15 @@ mod tests {
     /// A random history of three clients on a register: effects at random instants inside
     /// the intervals, some outcomes unknown, some returns corrupted.
     fn random_history(seed: u64) -> Reg {
+        random_history_with(seed, 3, 0.15)
+    }
+
+    /// [`random_history`] with `clients` clients and outcomes unknown with probability
+    /// `unknown`.
+    fn random_history_with(seed: u64, clients: u64, unknown: f64) -> Reg {
         let mut rng = TestRng(seed);
         let mut gen = Vec::new();
-        for client in 0..3 {
+        for client in 0..clients {
             let mut t = rng.gen_range(0..3);
             for _ in 0..rng.gen_range(1..4) {
                 let op = match rng.gen_range(0..3) {
@@ -960,7 +966,7 @@ mod tests {
                 };
                 let len = rng.gen_range(2..8);
                 let effect = t + rng.gen_range(1..len);
-                let unknown = rng.gen_bool(0.15);
+                let unknown = rng.gen_bool(unknown);
                 let applied = !unknown || rng.gen_bool(0.5);
                 gen.push((client, op, t, effect, t + len, unknown, applied));
                 t += len + rng.gen_range(0..3);
@@ -1035,6 +1041,20 @@ mod tests {
         }
         // Both answers are common.
         assert!(seen[0] > 500 && seen[1] > 500, "{seen:?}");
+    }
+
+    #[test]
+    fn agrees_with_brute_force_when_many_outcomes_are_unknown() {
+        // Exercises the dominance pruning of operations of unknown outcome.
+        let mut seen = [0; 2];
+        for seed in 0..1_500 {
+            let h = random_history_with(seed, 4, 0.5);
+            let expected = brute_force(&h.operations());
+            let v = reg(&h);
+            assert_eq!(v.is_linearizable(), expected, "seed {seed}: {v}");
+            seen[usize::from(expected)] += 1;
+        }
+        assert!(seen[0] > 100 && seen[1] > 100, "{seen:?}");
     }
 
     /// Forty concurrent writes of unknown outcome and a read of a value none wrote, on key

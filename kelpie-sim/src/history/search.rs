@@ -113,6 +113,10 @@ pub(crate) enum Found {
 
 const NIL: usize = usize::MAX;
 
+/// How many of the last operations of unknown outcome linearized the dominance check looks
+/// at ([`Search::advance`]); any number is exact, more prunes more and costs more per state.
+const DOMINANCE_CHECKS: usize = 8;
+
 /// One linearized operation (an index into the entries), the state before it, whether it
 /// was forced (read-only, linearized as soon as it could be: undoing it undoes the state
 /// before it too), and which candidate of its level it was.
@@ -219,6 +223,8 @@ pub(crate) struct Search<'a, M: Model> {
     /// The candidate of the current level to try next (0: the level is new, try forced
     /// reads first); where [`Search::run`] goes on from.
     start: usize,
+    /// The operations of unknown outcome linearized, in order (they are on the stack).
+    optional: Vec<u32>,
     /// The longest sequence linearized so far (entry indices), kept if asked.
     longest: Option<Vec<u32>>,
     /// States explored by this search.
@@ -269,6 +275,7 @@ impl<'a, M: Model> Search<'a, M> {
             rank: ranks(&entries),
             candidates: Vec::new(),
             start: 0,
+            optional: Vec::new(),
             longest: None,
             explored: 0,
             entries,
@@ -349,6 +356,15 @@ impl<'a, M: Model> Search<'a, M> {
         if self.memo.contains(&key) {
             return Found::Violation; // seen: not a way forward
         }
+        // Dominance: the same operations but one of unknown outcome, in the same state, were
+        // explored and failed (a set of this size is never on the stack: the stack's is the
+        // current one, without `i`). What could follow here could follow there (the one left
+        // out is never required), so this fails too. Checked for the last few only.
+        for &u in self.optional.iter().rev().take(DOMINANCE_CHECKS) {
+            if self.memo.contains(&(key ^ self.keys[u as usize])) {
+                return Found::Violation;
+            }
+        }
         if !work.take() {
             return Found::Exhausted;
         }
@@ -366,6 +382,8 @@ impl<'a, M: Model> Search<'a, M> {
         if self.return_node[i] != NIL {
             self.unlink(self.return_node[i]);
             self.required -= 1;
+        } else {
+            self.optional.push(i as u32);
         }
         Found::Linearizable
     }
@@ -387,6 +405,8 @@ impl<'a, M: Model> Search<'a, M> {
             if self.return_node[i] != NIL {
                 self.relink(self.return_node[i]);
                 self.required += 1;
+            } else {
+                self.optional.pop();
             }
             self.relink(self.call_node[i]);
             if !step.forced {
