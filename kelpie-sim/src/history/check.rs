@@ -390,9 +390,14 @@ impl<Op: Clone, Ret: Clone> History<Op, Ret> {
     /// **Budgets.** [`CheckConfig::max_states`] bounds the distinct (linearized set, state)
     /// pairs explored, across all partitions; [`CheckConfig::time_limit`] the wall-clock
     /// time. The check stops with [`Verdict::Unknown`] when either is spent, never hanging.
-    /// Memory: the memo holds a 128-bit fingerprint per state (see the module's docs), each
-    /// distinct model state is stored once, and the search stack holds small ids; a partition
-    /// decided linearizable frees its search. A linearizable history needs at least one state
+    /// Memory: the memo holds a 128-bit fingerprint per state (16 bytes: the XOR of a random
+    /// number per linearized operation and one per model state; two different states share
+    /// one with probability 2^-128), each distinct model state is stored once, and the search
+    /// stack holds small ids; a partition decided linearizable frees its search. At each step
+    /// the candidates are tried in order of the midpoints of their intervals (the likelier
+    /// order for effects at random instants), and a step that linearizes the same operations
+    /// as a failed state but for one of unknown outcome, in the same model state, is pruned
+    /// (it can only do less); both are exact. A linearizable history needs at least one state
     /// per operation that returned; histories from a few clients take little more, while
     /// many concurrent operations of unknown outcome can take exponentially many.
     ///
