@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kelpie::history::{History, KvModel, KvOp, KvRet, Model, Verdict};
+use kelpie::history::{History, KvModel, KvOp, KvRet, Model, PartitionKey, Verdict};
 use kelpie::rng::SimRng;
 
 type Op = KvOp<u8, u64>;
@@ -70,9 +70,9 @@ impl Model for Without {
         matches!(self.1, Optimisation::Partitions) && self.0.is_read_only(op, ret)
     }
 
-    fn partition(&self, op: &Op) -> u64 {
+    fn partition(&self, op: &Op) -> PartitionKey {
         match self.1 {
-            Optimisation::Partitions => 0,
+            Optimisation::Partitions => PartitionKey::ALL,
             Optimisation::ReadOnly => self.0.partition(op),
         }
     }

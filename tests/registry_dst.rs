@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use std::time::Duration;
 
-use kelpie::history::{History, Model, Verdict};
+use kelpie::history::{History, Model, PartitionKey, Verdict};
 use kelpie::SimEnv;
 use kelpie_actors::{ActorError, ActorId, KvError, Placement, Registry, SimKv};
 
@@ -65,10 +65,10 @@ impl Model for Directory {
         matches!((op, ret), (Op::Lookup { .. }, _) | (_, Ret::Done(false)))
     }
 
-    fn partition(&self, op: &Op) -> u64 {
+    fn partition(&self, op: &Op) -> PartitionKey {
         match op {
             Op::Place { actor, .. } | Op::Remove { actor, .. } | Op::Lookup { actor } => {
-                u64::from(*actor)
+                PartitionKey::new(u64::from(*actor))
             }
         }
     }

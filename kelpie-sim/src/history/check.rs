@@ -1,14 +1,94 @@
-//! The checker: Wing & Gong's search with Lowe's memoization (as in Porcupine), one partition
-//! at a time, within a budget of explored states; and the shrinking of a violation to a small
-//! set of operations that cannot be ordered.
+//! The checker's entry points and answers: partitions searched side by side in slices of a
+//! shared budget (smallest first, stopping at the first that fails), the verdict returned as
+//! soon as it is known, and the witness shrunk only if asked, within budgets of its own.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::time::Duration;
 
-use super::{lock, History, Model, Operation, Outcome};
-use crate::trace::StableHasher;
+use super::search::{entry, Found, Search, Work};
+use super::shrink::shrink_violation;
+use super::{lock, History, Model, Operation, Outcome, PartitionKey};
+
+pub use super::search::Spent;
+
+/// How to check a history: budgets for deciding and for shrinking a witness, and what to
+/// report. [`CheckConfig::new`] gives what [`History::check`] does; each setter changes one
+/// thing.
+///
+/// ```
+/// use std::time::Duration;
+/// use kelpie_sim::history::CheckConfig;
+///
+/// let config = CheckConfig::new(1_000_000)       // states to decide
+///     .time_limit(Duration::from_secs(1))         // and at most a second
+///     .shrink_budget(1_000_000, Some(Duration::from_secs(5)))
+///     .linearization(true);                       // on a pass, say the order found
+/// assert!(config.shrink);
+/// assert_eq!(CheckConfig::new(10).shrink(false).shrink, false);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct CheckConfig {
+    /// States the search may explore to decide, over all partitions. Default: the number given
+    /// to [`CheckConfig::new`].
+    pub max_states: u64,
+    /// Wall-clock time the search may take to decide. Default: none. Once reached, the answer
+    /// is [`Verdict::Unknown`]; unlike the state budget, it makes the answer depend on the
+    /// machine's speed.
+    pub time_limit: Option<Duration>,
+    /// Whether to shrink a violation's witness. Default: `true`. When `false`, a
+    /// [`Violation`] lists the whole failing partition ([`Shrinking::Skipped`]); it can be
+    /// shrunk later with [`Violation::shrink`].
+    pub shrink: bool,
+    /// States shrinking may explore. Default: the same as [`CheckConfig::max_states`].
+    pub shrink_max_states: u64,
+    /// Wall-clock time shrinking may take. Default: none.
+    pub shrink_time_limit: Option<Duration>,
+    /// Whether a linearizable verdict carries the order found ([`Linearization`]). Default:
+    /// `false`.
+    pub linearization: bool,
+}
+
+impl CheckConfig {
+    /// A search of at most `max_states` states to decide and as many to shrink, no time
+    /// limits, witnesses shrunk, no linearization reported.
+    pub fn new(max_states: u64) -> Self {
+        CheckConfig {
+            max_states,
+            time_limit: None,
+            shrink: true,
+            shrink_max_states: max_states,
+            shrink_time_limit: None,
+            linearization: false,
+        }
+    }
+
+    /// Sets the wall-clock limit for deciding.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// Turns shrinking of the witness on or off.
+    pub fn shrink(mut self, on: bool) -> Self {
+        self.shrink = on;
+        self
+    }
+
+    /// Sets shrinking's own budgets: states and, optionally, wall-clock time.
+    pub fn shrink_budget(mut self, max_states: u64, time_limit: Option<Duration>) -> Self {
+        self.shrink_max_states = max_states;
+        self.shrink_time_limit = time_limit;
+        self
+    }
+
+    /// Asks for the linearization found on a pass.
+    pub fn linearization(mut self, on: bool) -> Self {
+        self.linearization = on;
+        self
+    }
+}
 
 /// The checker's answer; see [`History::check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,19 +97,25 @@ pub enum Verdict<Op, Ret> {
     Linearizable {
         /// States explored (at least one per operation that returned).
         explored: u64,
+        /// The order found, if asked for ([`CheckConfig::linearization`]).
+        linearization: Option<Linearization>,
     },
     /// No order agrees with the model.
     Violation(Violation<Op, Ret>),
-    /// The search reached its budget before deciding.
+    /// A budget ran out before deciding.
     Unknown {
-        /// States explored: the budget.
+        /// States explored.
         explored: u64,
-        /// The budget given to [`History::check`].
+        /// The state budget ([`CheckConfig::max_states`]).
         max_states: u64,
-        /// The partition being searched when the budget ran out ([`Model::partition`]).
-        partition: u64,
+        /// The budget that ran out.
+        spent: Spent,
+        /// The partition whose search had explored the most states ([`Model::partition`]).
+        partition: PartitionKey,
         /// The number of operations in that partition.
         operations: usize,
+        /// Partitions not decided (none of those decided failed).
+        undecided: usize,
     },
 }
 
@@ -44,7 +130,7 @@ impl<Op, Ret> Verdict<Op, Ret> {
         matches!(self, Verdict::Violation(_))
     }
 
-    /// Whether the budget ran out before an answer.
+    /// Whether a budget ran out before an answer.
     pub fn is_unknown(&self) -> bool {
         matches!(self, Verdict::Unknown { .. })
     }
@@ -57,10 +143,18 @@ impl<Op, Ret> Verdict<Op, Ret> {
         }
     }
 
+    /// The linearization found, if the history is linearizable and it was asked for.
+    pub fn linearization(&self) -> Option<&Linearization> {
+        match self {
+            Verdict::Linearizable { linearization, .. } => linearization.as_ref(),
+            _ => None,
+        }
+    }
+
     /// States explored in all (for a violation: finding it and shrinking it).
     pub fn explored(&self) -> u64 {
         match self {
-            Verdict::Linearizable { explored } | Verdict::Unknown { explored, .. } => *explored,
+            Verdict::Linearizable { explored, .. } | Verdict::Unknown { explored, .. } => *explored,
             Verdict::Violation(v) => v.explored,
         }
     }
@@ -69,22 +163,78 @@ impl<Op, Ret> Verdict<Op, Ret> {
 impl<Op: fmt::Debug, Ret: fmt::Debug> fmt::Display for Verdict<Op, Ret> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Linearizable { explored } => {
+            Verdict::Linearizable { explored, .. } => {
                 write!(f, "linearizable ({explored} states explored)")
             }
             Verdict::Violation(v) => v.fmt(f),
             Verdict::Unknown {
                 explored,
                 max_states,
+                spent,
                 partition,
                 operations,
-            } => write!(
-                f,
-                "unknown: the search explored {explored} states (the budget of {max_states}) \
-                 in partition {partition:#x} of {operations} operations without an answer"
-            ),
+                undecided,
+            } => {
+                match spent {
+                    Spent::States => write!(
+                        f,
+                        "unknown: the search explored {explored} states (the budget of \
+                         {max_states}) without an answer"
+                    )?,
+                    Spent::Time => write!(
+                        f,
+                        "unknown: the time limit was reached after {explored} states without \
+                         an answer"
+                    )?,
+                }
+                write!(
+                    f,
+                    "; {undecided} partition(s) undecided, the most searched {partition:#x} of \
+                     {operations} operations"
+                )
+            }
         }
     }
+}
+
+/// A linearization found: for each partition, the operations in an order that agrees with the
+/// model, each at an instant within its interval.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Linearization {
+    /// Per partition (in key order), the [`Operation::id`]s in the order found. Operations of
+    /// unknown outcome that need not have taken effect may be absent; failed ones always are.
+    pub partitions: Vec<(PartitionKey, Vec<usize>)>,
+}
+
+impl fmt::Display for Linearization {
+    /// One line per partition: `partition 0x1f: #1, #0, #2`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, order)) in self.partitions.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "partition {key:#x}:")?;
+            for (j, id) in order.iter().enumerate() {
+                write!(f, "{} #{id}", if j == 0 { "" } else { "," })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How far a violation's witness was shrunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shrinking {
+    /// Not shrunk ([`CheckConfig::shrink`] off): the witness is the whole partition.
+    Skipped,
+    /// Shrinking stopped when a budget ran out: the witness fails, but more operations are
+    /// listed than needed, and the culprits may be too.
+    Partial {
+        /// The budget that ran out.
+        spent: Spent,
+    },
+    /// Shrunk to minimal.
+    Minimal,
 }
 
 /// Why a history is not linearizable: a small sub-history, with the invocation and return
@@ -99,26 +249,38 @@ pub struct Violation<Op, Ret> {
     /// Were any one of them of unknown outcome, [`Violation::operations`] would be
     /// linearizable. A stale read and the write that made it stale are culprits; a write whose
     /// outcome was unknown, but that a read saw, is not, though it is among the operations.
+    /// Empty when not shrunk.
     pub culprits: Vec<usize>,
     /// The partition ([`Model::partition`]).
-    pub partition: u64,
+    pub partition: PartitionKey,
     /// The number of operations in the partition.
     pub partition_len: usize,
-    /// Whether shrinking finished within its budget (as many states as the check's): then
-    /// dropping any one operation from [`Violation::operations`] makes it linearizable or
-    /// drops what explains an outcome. If not, the operations are more than needed, and the
-    /// culprits may be too.
+    /// Whether the witness is minimal ([`Shrinking::Minimal`]): then dropping any one
+    /// operation from [`Violation::operations`] makes it linearizable or drops what explains
+    /// an outcome.
     pub minimal: bool,
+    /// How far shrinking went.
+    pub shrinking: Shrinking,
+    /// The longest sequence of the partition's operations ([`Operation::id`]s) the search
+    /// linearized before every way on failed: a partial linearization.
+    pub partial: Vec<usize>,
+    /// States explored to decide (the whole check's, all partitions).
+    pub explored_to_decide: u64,
     /// States explored to find the violation and to shrink it.
     pub explored: u64,
 }
 
 impl<Op: fmt::Debug, Ret: fmt::Debug> fmt::Display for Violation<Op, Ret> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shrunk = if self.minimal {
-            "shrunk from"
-        } else {
-            "partly shrunk (budget spent) from"
+        let shrunk = match self.shrinking {
+            Shrinking::Minimal => "shrunk from",
+            Shrinking::Partial {
+                spent: Spent::States,
+            } => "partly shrunk (the shrink budget of states was spent) from",
+            Shrinking::Partial { spent: Spent::Time } => {
+                "partly shrunk (the shrink time limit was reached) from"
+            }
+            Shrinking::Skipped => "not shrunk: all",
         };
         write!(
             f,
@@ -148,571 +310,260 @@ impl<Op: fmt::Debug, Ret: fmt::Debug> fmt::Display for Violation<Op, Ret> {
     }
 }
 
+impl<Op: Clone, Ret: Clone> Violation<Op, Ret> {
+    /// This violation with its witness shrunk further, exploring at most `max_states` states
+    /// and, if given, for at most `time_limit` of wall-clock time. Shrinking starts from
+    /// [`Violation::operations`] (the whole partition if the check did not shrink); what it
+    /// reaches is reported honestly in [`Violation::shrinking`]. Explain second: check with
+    /// [`CheckConfig::shrink`] off to get the verdict at once, then call this if needed.
+    pub fn shrink<M>(&self, model: &M, max_states: u64, time_limit: Option<Duration>) -> Self
+    where
+        M: Model<Op = Op, Ret = Ret>,
+    {
+        let mut part: Vec<&Operation<Op, Ret>> = self.operations.iter().collect();
+        part.sort_by_key(|op| op.id);
+        let mut work = Work::new(max_states, time_limit);
+        let shrunk = shrink_violation(model, &part, &mut work);
+        let mut operations: Vec<_> = shrunk.kept.iter().map(|&i| part[i].clone()).collect();
+        operations.sort_by_key(|op| (op.invoked, op.seq.0));
+        let mut culprits: Vec<usize> = shrunk.culprits.iter().map(|&i| part[i].id).collect();
+        culprits.sort_unstable();
+        let shrinking = if shrunk.minimal {
+            Shrinking::Minimal
+        } else {
+            Shrinking::Partial {
+                spent: work.spent.unwrap_or(Spent::States),
+            }
+        };
+        Violation {
+            operations,
+            culprits,
+            partition: self.partition,
+            partition_len: self.partition_len,
+            minimal: shrunk.minimal,
+            shrinking,
+            partial: self.partial.clone(),
+            explored_to_decide: self.explored_to_decide,
+            explored: self.explored + work.explored,
+        }
+    }
+}
+
 impl<Op: Clone, Ret: Clone> History<Op, Ret> {
     /// Checks whether the history is linearizable against `model`, exploring at most
-    /// `max_states` states.
-    ///
-    /// **Algorithm.** Operations are split into [`Model::partition`]s, checked one by one in
-    /// partition order. Within a partition, the invocations and returns are put in one list in
-    /// time order, and a depth-first search (Wing & Gong, with Lowe's improvements, as in
-    /// Porcupine) linearizes operations one at a time: it takes the first invocation in the
-    /// list whose operation, applied to the current model state, returns what it returned;
-    /// removes that operation's invocation and return from the list; and restarts from the
-    /// list's head. Reaching a return whose operation is not yet linearized means an earlier
-    /// choice was wrong: it undoes the last one and tries the next candidate. Every (set of
-    /// linearized operations, model state) pair reached is remembered and never explored
-    /// twice, which makes the search polynomial on the histories real systems produce. An
-    /// operation the model calls read-only ([`Model::is_read_only`]) is linearized as soon as
-    /// it can be, without trying it anywhere later (exact: moving an operation that changes
-    /// nothing earlier changes nothing). The partition is linearizable once every operation
-    /// that returned is linearized; an operation of unknown outcome has no return in the
-    /// list, so it may be linearized anywhere after its invocation, or never. Failed
-    /// operations are left out.
-    ///
-    /// **Budget.** `max_states` bounds the number of distinct (linearized set, state) pairs
-    /// explored, across all partitions; the check stops with [`Verdict::Unknown`] when it is
-    /// spent, never hanging. Memory and time are proportional: each state costs a step of the
-    /// model, a clone of its state and one bit per operation of the partition. A linearizable
-    /// history needs at least one state per operation that returned; histories from a few
-    /// clients take little more, while many concurrent operations of unknown outcome can take
-    /// exponentially many.
-    ///
-    /// **Violations.** A violation is shrunk before it is reported ([`Violation`]): to the
-    /// shortest prefix of the partition (up to some return, the culprit's) that is not
-    /// linearizable, then by dropping operations while what is left is still not linearizable
-    /// and still holds what explains each outcome (so that dropping the write a read saw does
-    /// not pass for a shorter answer). Each step is a search like the check's; shrinking has a
-    /// budget of its own of `max_states`, beyond which the violation is reported unshrunk
-    /// further ([`Violation::minimal`] is `false`).
-    ///
-    /// The answer, the states explored and the operations reported depend only on the
-    /// history: the search order is fixed and the memo is only ever asked for membership.
+    /// `max_states` states to decide and as many to shrink a violation's witness: the same as
+    /// [`History::check_with`] with [`CheckConfig::new`]`(max_states)`.
     pub fn check<M>(&self, model: &M, max_states: u64) -> Verdict<Op, Ret>
     where
         M: Model<Op = Op, Ret = Ret>,
     {
+        self.check_with(model, &CheckConfig::new(max_states))
+    }
+
+    /// Checks whether the history is linearizable against `model`, within the budgets of
+    /// `config`.
+    ///
+    /// **Algorithm.** Operations are split into [`Model::partition`]s. Within a partition, the
+    /// invocations and returns are put in one list in time order, and a depth-first search
+    /// (Wing & Gong, with Lowe's improvements, as in Porcupine) linearizes operations one at a
+    /// time: it takes the first invocation in the list whose operation, applied to the current
+    /// model state, returns what it returned; removes that operation's invocation and return
+    /// from the list; and restarts from the list's head. Reaching a return whose operation is
+    /// not yet linearized means an earlier choice was wrong: it undoes the last one and tries
+    /// the next candidate. Every (set of linearized operations, model state) pair reached is
+    /// remembered and never explored twice, which makes the search polynomial on the
+    /// histories real systems produce. An operation the model calls read-only
+    /// ([`Model::is_read_only`]) is linearized as soon as it can be, without trying it
+    /// anywhere later (exact: moving an operation that changes nothing earlier changes
+    /// nothing). The partition is linearizable once every operation that returned is
+    /// linearized; an operation of unknown outcome has no return in the list, so it may be
+    /// linearized anywhere after its invocation, or never. Failed operations are left out.
+    ///
+    /// **Partitions** are searched side by side, smallest first, in rounds: each undecided
+    /// partition gets a slice of states (1,024 in the first round, doubling each round) and
+    /// its search resumes where it stopped. The check stops at the first partition found to
+    /// fail, so a violation in a small partition is found in milliseconds even next to a
+    /// partition that would take minutes; a linearizable history costs the same as one
+    /// partition after another. The schedule depends only on state counts, so the answer is
+    /// deterministic (unless a time limit is reached).
+    ///
+    /// **Budgets.** [`CheckConfig::max_states`] bounds the distinct (linearized set, state)
+    /// pairs explored, across all partitions; [`CheckConfig::time_limit`] the wall-clock
+    /// time. The check stops with [`Verdict::Unknown`] when either is spent, never hanging.
+    /// Memory: the memo holds a 128-bit fingerprint per state (16 bytes: the XOR of a random
+    /// number per linearized operation and one per model state; two different states share
+    /// one with probability 2^-128), each distinct model state is stored once, and the search
+    /// stack holds small ids; a partition decided linearizable frees its search. At each step
+    /// the candidates are tried in order of the midpoints of their intervals (the likelier
+    /// order for effects at random instants), and a step that linearizes the same operations
+    /// as a failed state but for one of unknown outcome, in the same model state, is pruned
+    /// (it can only do less); both are exact. A linearizable history needs at least one state
+    /// per operation that returned; histories from a few clients take little more, while
+    /// many concurrent operations of unknown outcome can take exponentially many.
+    ///
+    /// **Violations.** The verdict is decided first; the witness is then shrunk if
+    /// [`CheckConfig::shrink`] (the default), within budgets of its own: to the shortest prefix
+    /// of the partition (up to some return, the culprit's) that is not linearizable, then by
+    /// dropping operations while what is left is still not linearizable and still holds what
+    /// explains each outcome (so that dropping the write a read saw does not pass for a
+    /// shorter answer). When a shrink budget runs out, the violation says so
+    /// ([`Shrinking::Partial`]).
+    ///
+    /// Without a time limit, the answer, the states explored and the operations reported
+    /// depend only on the history.
+    pub fn check_with<M>(&self, model: &M, config: &CheckConfig) -> Verdict<Op, Ret>
+    where
+        M: Model<Op = Op, Ret = Ret>,
+    {
         let log = lock(&self.shared);
-        check(&log.ops, model, max_states)
+        check(&log.ops, model, config)
     }
 }
 
-/// An event's position: virtual time, then recording order.
-type At = (Duration, u64);
+/// The states of the first round's slice.
+const FIRST_SLICE: u64 = 1024;
 
-/// A cut after every event.
-const NO_CUT: At = (Duration::MAX, u64::MAX);
-
-/// An operation as the search sees it.
-struct Entry<'a, Op, Ret> {
-    op: &'a Op,
-    /// What it returned; `None`: any return is fine.
-    ret: Option<&'a Ret>,
-    call: At,
-    /// `None`: no return (unknown outcome); it may take effect any time after its call, or
-    /// never.
-    returned: Option<At>,
+/// One partition being searched.
+struct Part<'o, M: Model> {
+    key: PartitionKey,
+    ops: Vec<&'o Operation<M::Op, M::Ret>>,
+    search: Option<Search<'o, M>>,
 }
 
-/// The search's view of `op`, with every return after `cut` (if any) forgotten: an operation
-/// that returned after the cut is unknown, one invoked after it is left out (as is a failed
-/// one).
-fn entry<Op, Ret>(op: &Operation<Op, Ret>, cut: Option<At>) -> Option<Entry<'_, Op, Ret>> {
-    let call = (op.invoked, op.seq.0);
-    let (ret, returned) = match &op.outcome {
-        Outcome::Failed { .. } => return None,
-        Outcome::Ok { ret, at } => (Some(ret), Some((*at, op.seq.1))),
-        Outcome::Pending | Outcome::Unknown { .. } => (None, None),
-    };
-    match cut {
-        Some(cut) if call > cut => None,
-        Some(cut) if returned.is_some_and(|r| r > cut) => Some(Entry {
-            op: &op.op,
-            ret: None,
-            call,
-            returned: None,
-        }),
-        _ => Some(Entry {
-            op: &op.op,
-            ret,
-            call,
-            returned,
-        }),
-    }
-}
-
-/// The states a search may still explore, and those it explored.
-struct Work {
-    left: u64,
-    explored: u64,
-}
-
-enum Found {
-    Linearizable,
-    Violation,
-    Exhausted,
-}
-
-const NIL: usize = usize::MAX;
-
-/// One linearized operation, the state before it, and whether it was forced (read-only,
-/// linearized as soon as it could be: undoing it undoes the state before it too).
-struct Step<S> {
-    op: usize,
-    before: S,
-    forced: bool,
-}
-
-enum Advance {
-    Pushed,
-    Seen,
-    Exhausted,
-}
-
-/// Wing & Gong / Lowe search over one partition's operations: the event list (a doubly linked
-/// list over arrays, node 0 its head), the linearized set, the current state and the memo.
-struct Search<'s, 'a, M: Model> {
-    model: &'s M,
-    entries: &'s [Entry<'a, M::Op, M::Ret>],
-    next: Vec<usize>,
-    prev: Vec<usize>,
-    op_of: Vec<usize>,
-    is_call: Vec<bool>,
-    call_node: Vec<usize>,
-    return_node: Vec<usize>,
-    /// Operations that returned, not yet linearized.
-    required: usize,
-    linearized: Vec<u64>,
-    memo: HashSet<(Vec<u64>, M::State), BuildHasherDefault<StableHasher>>,
-    state: M::State,
-    stack: Vec<Step<M::State>>,
-}
-
-impl<'s, 'a, M: Model> Search<'s, 'a, M> {
-    fn new(model: &'s M, entries: &'s [Entry<'a, M::Op, M::Ret>]) -> Self {
-        // Invocations and returns in time order (positions are unique: recording order
-        // breaks ties).
-        let mut events: Vec<(At, usize, bool)> = Vec::with_capacity(2 * entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            events.push((e.call, i, true));
-            if let Some(r) = e.returned {
-                events.push((r, i, false));
-            }
-        }
-        events.sort_unstable_by_key(|e| e.0);
-        let nodes = events.len() + 1;
-        let mut next: Vec<usize> = (1..=nodes).collect();
-        next[nodes - 1] = NIL;
-        let mut s = Search {
-            model,
-            entries,
-            next,
-            prev: (0..nodes).map(|i| i.wrapping_sub(1)).collect(),
-            op_of: vec![0; nodes],
-            is_call: vec![false; nodes],
-            call_node: vec![NIL; entries.len()],
-            return_node: vec![NIL; entries.len()],
-            required: entries.iter().filter(|e| e.returned.is_some()).count(),
-            linearized: vec![0; entries.len().div_ceil(64)],
-            memo: HashSet::default(),
-            state: model.init(),
-            stack: Vec::new(),
-        };
-        for (k, &(_, i, call)) in events.iter().enumerate() {
-            s.op_of[k + 1] = i;
-            s.is_call[k + 1] = call;
-            if call {
-                s.call_node[i] = k + 1;
-            } else {
-                s.return_node[i] = k + 1;
-            }
-        }
-        s
-    }
-
-    fn unlink(&mut self, node: usize) {
-        let (p, n) = (self.prev[node], self.next[node]);
-        self.next[p] = n;
-        if n != NIL {
-            self.prev[n] = p;
-        }
-    }
-
-    /// Undoes the matching [`Search::unlink`]; undos come in reverse order (dancing links).
-    fn relink(&mut self, node: usize) {
-        let (p, n) = (self.prev[node], self.next[node]);
-        self.next[p] = node;
-        if n != NIL {
-            self.prev[n] = node;
-        }
-    }
-
-    fn flip(&mut self, i: usize) {
-        self.linearized[i / 64] ^= 1 << (i % 64);
-    }
-
-    /// Linearizes operation `i`, leading to state `after`, unless that was explored before.
-    fn advance(&mut self, i: usize, after: M::State, forced: bool, work: &mut Work) -> Advance {
-        self.flip(i);
-        let key = (self.linearized.clone(), after);
-        if self.memo.contains(&key) {
-            self.flip(i);
-            return Advance::Seen;
-        }
-        if work.left == 0 {
-            return Advance::Exhausted;
-        }
-        work.left -= 1;
-        work.explored += 1;
-        let after = key.1.clone();
-        self.memo.insert(key);
-        let before = std::mem::replace(&mut self.state, after);
-        self.stack.push(Step {
-            op: i,
-            before,
-            forced,
-        });
-        self.unlink(self.call_node[i]);
-        if self.return_node[i] != NIL {
-            self.unlink(self.return_node[i]);
-            self.required -= 1;
-        }
-        Advance::Pushed
-    }
-
-    /// Undoes linearizations up to and including the last unforced one; the node to go on
-    /// scanning from, `None` if none is left.
-    fn backtrack(&mut self) -> Option<usize> {
-        loop {
-            let step = self.stack.pop()?;
-            let i = step.op;
-            self.flip(i);
-            self.state = step.before;
-            if self.return_node[i] != NIL {
-                self.relink(self.return_node[i]);
-                self.required += 1;
-            }
-            self.relink(self.call_node[i]);
-            if !step.forced {
-                return Some(self.next[self.call_node[i]]);
-            }
-        }
-    }
-
-    fn run(mut self, work: &mut Work) -> Found {
-        let mut node = self.next[0];
-        loop {
-            if self.required == 0 {
-                return Found::Linearizable;
-            }
-            // While a required operation is not linearized, its return is in the list and the
-            // scan meets a return before the end: `node` is never NIL here.
-            if node != NIL && self.is_call[node] {
-                let i = self.op_of[node];
-                let e = &self.entries[i];
-                let (after, ret) = self.model.step(&self.state, e.op);
-                if e.ret.is_none_or(|r| *r == ret) {
-                    // A read-only operation can be linearized now rather than later: all that
-                    // must precede it already is, and moving it changes no state. So this
-                    // state fails if that one does, and the alternatives are moot.
-                    let forced = e.ret.is_some_and(|r| self.model.is_read_only(e.op, r))
-                        && after == self.state;
-                    match self.advance(i, after, forced, work) {
-                        Advance::Pushed => {
-                            node = self.next[0];
-                            continue;
-                        }
-                        Advance::Exhausted => return Found::Exhausted,
-                        Advance::Seen if forced => match self.backtrack() {
-                            Some(n) => {
-                                node = n;
-                                continue;
-                            }
-                            None => return Found::Violation,
-                        },
-                        Advance::Seen => {}
-                    }
-                }
-                node = self.next[node];
-            } else {
-                // The earliest return left: its operation should have been linearized by now.
-                match self.backtrack() {
-                    Some(n) => node = n,
-                    None => return Found::Violation,
-                }
-            }
-        }
-    }
-}
-
-/// Searches for a linearization of `entries`.
-fn search<M: Model>(model: &M, entries: &[Entry<'_, M::Op, M::Ret>], work: &mut Work) -> Found {
-    Search::new(model, entries).run(work)
-}
-
-/// Checks `ops` against `model` within `max_states`.
+/// Checks `ops` against `model` within `config`.
 fn check<M: Model>(
     ops: &[Operation<M::Op, M::Ret>],
     model: &M,
-    max_states: u64,
+    config: &CheckConfig,
 ) -> Verdict<M::Op, M::Ret>
 where
     M::Op: Clone,
     M::Ret: Clone,
 {
-    type Part<'o, M> = Vec<&'o Operation<<M as Model>::Op, <M as Model>::Ret>>;
-    let mut partitions: BTreeMap<u64, Part<'_, M>> = BTreeMap::new();
+    type Ops<'o, M> = Vec<&'o Operation<<M as Model>::Op, <M as Model>::Ret>>;
+    let mut by_key: BTreeMap<PartitionKey, Ops<'_, M>> = BTreeMap::new();
     for op in ops {
         if !matches!(op.outcome, Outcome::Failed { .. }) {
-            partitions
-                .entry(model.partition(&op.op))
-                .or_default()
-                .push(op);
+            by_key.entry(model.partition(&op.op)).or_default().push(op);
         }
     }
-    let mut work = Work {
-        left: max_states,
-        explored: 0,
-    };
-    for (&partition, part) in &partitions {
-        let entries: Vec<_> = part.iter().filter_map(|op| entry(op, None)).collect();
-        match search(model, &entries, &mut work) {
-            Found::Linearizable => {}
-            Found::Exhausted => {
-                return Verdict::Unknown {
-                    explored: work.explored,
-                    max_states,
-                    partition,
-                    operations: part.len(),
+    let mut parts: Vec<Part<'_, M>> = by_key
+        .into_iter()
+        .map(|(key, ops)| {
+            let entries = ops.iter().filter_map(|op| entry(op, None)).collect();
+            let mut search = Search::new(model, entries);
+            search.keep_longest();
+            Part {
+                key,
+                ops,
+                search: Some(search),
+            }
+        })
+        .collect();
+    // Smallest first: the one that fails is found soonest when any fails.
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| {
+        (
+            parts[i].search.as_ref().map_or(0, Search::len),
+            parts[i].key,
+        )
+    });
+    let mut orders: BTreeMap<PartitionKey, Vec<usize>> = BTreeMap::new();
+    let mut work = Work::new(config.max_states, config.time_limit);
+    let mut slice = FIRST_SLICE;
+    loop {
+        let mut undecided = 0;
+        for &p in &order {
+            let part = &mut parts[p];
+            let Some(search) = &mut part.search else {
+                continue;
+            };
+            let mut round = Work {
+                left: work.left.min(slice),
+                explored: work.explored,
+                deadline: work.deadline,
+                spent: None,
+            };
+            let found = search.run(model, &mut round);
+            work.left -= round.explored - work.explored;
+            work.explored = round.explored;
+            match found {
+                Found::Linearizable => {
+                    if config.linearization {
+                        orders.insert(part.key, search.order());
+                    }
+                    part.search = None;
+                }
+                Found::Violation => {
+                    let violation = Violation {
+                        operations: part.ops.iter().map(|&op| op.clone()).collect(),
+                        culprits: Vec::new(),
+                        partition: part.key,
+                        partition_len: part.ops.len(),
+                        minimal: false,
+                        shrinking: Shrinking::Skipped,
+                        partial: search.longest(),
+                        explored_to_decide: work.explored,
+                        explored: work.explored,
+                    };
+                    // Free the searches before shrinking.
+                    drop(parts);
+                    return Verdict::Violation(if config.shrink {
+                        violation.shrink(model, config.shrink_max_states, config.shrink_time_limit)
+                    } else {
+                        violation
+                    });
+                }
+                Found::Exhausted => {
+                    undecided += 1;
+                    let spent = match round.spent {
+                        Some(Spent::Time) => Some(Spent::Time),
+                        _ if work.left == 0 => Some(Spent::States),
+                        _ => None,
+                    };
+                    if let Some(spent) = spent {
+                        return unknown(&parts, &work, config, spent);
+                    }
                 }
             }
-            Found::Violation => {
-                let mut shrink = Work {
-                    left: max_states,
-                    explored: 0,
-                };
-                let shrunk = shrink_violation(model, part, &mut shrink);
-                let mut operations: Vec<_> = shrunk.kept.iter().map(|&i| part[i].clone()).collect();
-                operations.sort_by_key(|op| (op.invoked, op.seq.0));
-                let mut culprits: Vec<usize> =
-                    shrunk.culprits.iter().map(|&i| part[i].id).collect();
-                culprits.sort_unstable();
-                return Verdict::Violation(Violation {
-                    operations,
-                    culprits,
-                    partition,
-                    partition_len: part.len(),
-                    minimal: shrunk.minimal,
-                    explored: work.explored + shrink.explored,
-                });
-            }
         }
+        if undecided == 0 {
+            break;
+        }
+        slice = slice.saturating_mul(2);
     }
     Verdict::Linearizable {
         explored: work.explored,
+        linearization: config.linearization.then(|| Linearization {
+            partitions: orders.into_iter().collect(),
+        }),
     }
 }
 
-/// How a sub-history being shrunk treats one of its operations, instead of as recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Outcome unknown: it may take effect any time after its invocation, or never.
-    Relaxed,
-    /// Return value ignored: it takes effect within its interval, returning anything.
-    Blind,
-    /// Return value as recorded, but at any instant: concurrent with everything.
-    Floating,
-}
-
-/// Whether the operations `items` of `ops`, with returns after `cut` forgotten and each
-/// treated as `mode` says, are not linearizable; `None` if `work` ran out.
-fn fails<M: Model>(
-    model: &M,
-    ops: &[&Operation<M::Op, M::Ret>],
-    items: &[usize],
-    cut: At,
-    mode: impl Fn(usize) -> Option<Mode>,
-    work: &mut Work,
-) -> Option<bool> {
-    let entries: Vec<_> = items
+/// The answer when a budget is spent.
+fn unknown<M: Model>(
+    parts: &[Part<'_, M>],
+    work: &Work,
+    config: &CheckConfig,
+    spent: Spent,
+) -> Verdict<M::Op, M::Ret> {
+    let undecided: Vec<&Part<'_, M>> = parts.iter().filter(|p| p.search.is_some()).collect();
+    let most = undecided
         .iter()
-        .filter_map(|&i| {
-            let mut e = entry(ops[i], Some(cut))?;
-            match mode(i) {
-                Some(Mode::Relaxed) => {
-                    e.ret = None;
-                    e.returned = None;
-                }
-                Some(Mode::Blind) => e.ret = None,
-                Some(Mode::Floating) => {
-                    e.call = (Duration::ZERO, 0);
-                    e.returned = Some((Duration::MAX, u64::MAX));
-                }
-                None => {}
-            }
-            Some(e)
+        .max_by_key(|p| {
+            (
+                p.search.as_ref().map_or(0, |s| s.explored),
+                std::cmp::Reverse(p.key),
+            )
         })
-        .collect();
-    match search(model, &entries, work) {
-        Found::Violation => Some(true),
-        Found::Linearizable => Some(false),
-        Found::Exhausted => None,
-    }
-}
-
-/// Greedy chunked reduction (delta debugging): drops chunks of `kept` of halving size, then
-/// single elements until none can go, whenever `can_drop(rest)` says what is left will do.
-/// Returns what is left and whether it finished (`false`: `can_drop` said `None`).
-fn reduce(
-    mut kept: Vec<usize>,
-    mut can_drop: impl FnMut(&[usize]) -> Option<bool>,
-) -> (Vec<usize>, bool) {
-    let mut chunk = (kept.len() / 2).max(1);
-    loop {
-        let mut dropped_any = false;
-        let mut start = 0;
-        while start < kept.len() {
-            let end = (start + chunk).min(kept.len());
-            let rest: Vec<usize> = kept[..start].iter().chain(&kept[end..]).copied().collect();
-            match can_drop(&rest) {
-                Some(true) => {
-                    kept = rest;
-                    dropped_any = true;
-                }
-                Some(false) => start = end,
-                None => return (kept, false),
-            }
-        }
-        if chunk > 1 {
-            chunk /= 2;
-        } else if !dropped_any {
-            return (kept, true);
-        }
-    }
-}
-
-/// A shrunk violation: indices into the partition of the operations kept and of the
-/// culprits, and whether shrinking finished.
-struct Shrunk {
-    kept: Vec<usize>,
-    culprits: Vec<usize>,
-    minimal: bool,
-}
-
-/// Shrinks the non-linearizable partition `ops` to a small non-linearizable sub-history.
-///
-/// 1. The shortest failing prefix: the history up to some return, after which returns are
-///    forgotten (a binary search; linearizability is prefix-closed). The operation returning
-///    there is the *culprit*: without its outcome, the prefix is linearizable.
-/// 2. Operations are dropped (in chunks, then one by one) while what is left still fails, is
-///    linearizable without the culprit's outcome (what explains the other outcomes stays),
-///    and explains the culprit's outcome as well as the prefix did (what explains it stays:
-///    the write that a compare-and-swap saw instead of the one it expected, the write whose
-///    value a stale read returned). The best explanation is by the effects of the others at
-///    the culprit's own time (their return values ignored); failing that, at any time.
-/// 3. The culprits: the operations left whose recorded outcome, made unknown, makes the rest
-///    linearizable.
-///
-/// Stops early, with a larger but still non-linearizable sub-history, when `work` runs out.
-fn shrink_violation<M: Model>(
-    model: &M,
-    ops: &[&Operation<M::Op, M::Ret>],
-    work: &mut Work,
-) -> Shrunk {
-    let mut returns: Vec<(At, usize)> = ops
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| match op.outcome {
-            Outcome::Ok { at, .. } => Some(((at, op.seq.1), i)),
-            _ => None,
-        })
-        .collect();
-    returns.sort_unstable();
-    let before = |cut: At| -> Vec<usize> {
-        (0..ops.len())
-            .filter(|&i| (ops[i].invoked, ops[i].seq.0) < cut)
-            .collect()
-    };
-    let unfinished = |kept: Vec<usize>, culprit: usize| Shrunk {
-        kept,
-        culprits: vec![culprit],
-        minimal: false,
-    };
-    if returns.is_empty() {
-        // Cannot happen: a violation needs an operation that returned.
-        return Shrunk {
-            kept: (0..ops.len()).collect(),
-            culprits: Vec::new(),
-            minimal: false,
-        };
-    }
-
-    // 1. The prefix up to the last return fails: it lacks only operations of unknown outcome
-    // invoked after it, which could take effect last.
-    let (mut lo, mut hi) = (0, returns.len() - 1);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        let cut = returns[mid].0;
-        match fails(model, ops, &before(cut), cut, |_| None, work) {
-            Some(true) => hi = mid,
-            Some(false) => lo = mid + 1,
-            None => return unfinished(before(returns[hi].0), returns[hi].1),
-        }
-    }
-    let (cut, culprit) = returns[hi];
-    let prefix = before(cut);
-
-    // 2. Drop what the conflict does not need.
-    let on_time = |i: usize| (i != culprit).then_some(Mode::Blind);
-    let any_time = |i: usize| (i == culprit).then_some(Mode::Floating);
-    let relaxed = |i: usize| (i == culprit).then_some(Mode::Relaxed);
-    let explanation = match fails(model, ops, &prefix, cut, on_time, work) {
-        Some(false) => Some(Mode::Blind),
-        Some(true) => match fails(model, ops, &prefix, cut, any_time, work) {
-            Some(false) => Some(Mode::Floating),
-            Some(true) => None,
-            None => return unfinished(prefix, culprit),
-        },
-        None => return unfinished(prefix, culprit),
-    };
-    let with_culprit = |rest: &[usize]| -> Vec<usize> {
-        let mut sub: Vec<usize> = rest.iter().copied().chain([culprit]).collect();
-        sub.sort_unstable();
-        sub
-    };
-    let others: Vec<usize> = prefix.iter().copied().filter(|&i| i != culprit).collect();
-    let (others, done) = reduce(others, |rest| {
-        let sub = with_culprit(rest);
-        let explained = match explanation {
-            Some(Mode::Blind) => !fails(model, ops, &sub, cut, on_time, work)?,
-            Some(_) => !fails(model, ops, &sub, cut, any_time, work)?,
-            None => true,
-        };
-        Some(
-            explained
-                && fails(model, ops, &sub, cut, |_| None, work)?
-                && !fails(model, ops, &sub, cut, relaxed, work)?,
-        )
-    });
-    let kept = with_culprit(&others);
-    if !done {
-        return unfinished(kept, culprit);
-    }
-
-    // 3. The culprits, among the operations as recorded (returns after the cut included:
-    // they only add constraints, so what is left still fails).
-    let mut culprits = Vec::new();
-    for &i in &kept {
-        let relaxed = |j: usize| (j == i).then_some(Mode::Relaxed);
-        match fails(model, ops, &kept, NO_CUT, relaxed, work) {
-            Some(true) => {}
-            Some(false) => culprits.push(i),
-            None => return unfinished(kept, culprit),
-        }
-    }
-    Shrunk {
-        kept,
-        culprits,
-        minimal: true,
+        .expect("a partition is undecided");
+    Verdict::Unknown {
+        explored: work.explored,
+        max_states: config.max_states,
+        spent,
+        partition: most.key,
+        operations: most.ops.len(),
+        undecided: undecided.len(),
     }
 }
 
@@ -720,6 +571,7 @@ fn shrink_violation<M: Model>(
 mod tests {
     use super::super::{KvModel, KvOp, KvRet, RegisterModel, RegisterOp, RegisterRet};
     use super::*;
+    use crate::history::search::Entry;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -749,12 +601,24 @@ mod tests {
     #[test]
     fn empty_and_sequential_histories_are_linearizable() {
         let h = Reg::new();
-        assert_eq!(reg(&h), Verdict::Linearizable { explored: 0 });
+        assert_eq!(
+            reg(&h),
+            Verdict::Linearizable {
+                explored: 0,
+                linearization: None
+            }
+        );
         write(&h, 1, 1, 0, 1);
         read(&h, 2, 1, 2, 3);
         write(&h, 2, 2, 4, 5);
         read(&h, 1, 2, 6, 7);
-        assert_eq!(reg(&h), Verdict::Linearizable { explored: 4 });
+        assert_eq!(
+            reg(&h),
+            Verdict::Linearizable {
+                explored: 4,
+                linearization: None
+            }
+        );
     }
 
     #[test]
@@ -906,8 +770,10 @@ mod tests {
             Verdict::Unknown {
                 explored: 5,
                 max_states: 5,
-                partition: 0,
-                operations: 10
+                spent: Spent::States,
+                partition: PartitionKey::ALL,
+                operations: 10,
+                undecided: 1,
             }
         );
         assert!(h.check(&RegisterModel::new(0), 10).is_linearizable());
@@ -1063,12 +929,36 @@ mod tests {
         }
     }
 
+    /// A small seeded generator (splitmix64), so that the tests need nothing outside the module.
+    pub(super) struct TestRng(pub(super) u64);
+
+    impl TestRng {
+        pub(super) fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            crate::history::hash::mix64(self.0)
+        }
+
+        pub(super) fn gen_range(&mut self, r: std::ops::Range<u64>) -> u64 {
+            r.start + self.next() % (r.end - r.start)
+        }
+
+        pub(super) fn gen_bool(&mut self, p: f64) -> bool {
+            ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+        }
+    }
+
     /// A random history of three clients on a register: effects at random instants inside
     /// the intervals, some outcomes unknown, some returns corrupted.
     fn random_history(seed: u64) -> Reg {
-        let mut rng = crate::rng::SimRng::new(seed);
+        random_history_with(seed, 3, 0.15)
+    }
+
+    /// [`random_history`] with `clients` clients and outcomes unknown with probability
+    /// `unknown`.
+    fn random_history_with(seed: u64, clients: u64, unknown: f64) -> Reg {
+        let mut rng = TestRng(seed);
         let mut gen = Vec::new();
-        for client in 0..3 {
+        for client in 0..clients {
             let mut t = rng.gen_range(0..3);
             for _ in 0..rng.gen_range(1..4) {
                 let op = match rng.gen_range(0..3) {
@@ -1081,7 +971,7 @@ mod tests {
                 };
                 let len = rng.gen_range(2..8);
                 let effect = t + rng.gen_range(1..len);
-                let unknown = rng.gen_bool(0.15);
+                let unknown = rng.gen_bool(unknown);
                 let applied = !unknown || rng.gen_bool(0.5);
                 gen.push((client, op, t, effect, t + len, unknown, applied));
                 t += len + rng.gen_range(0..3);
@@ -1156,5 +1046,274 @@ mod tests {
         }
         // Both answers are common.
         assert!(seen[0] > 500 && seen[1] > 500, "{seen:?}");
+    }
+
+    #[test]
+    fn agrees_with_brute_force_when_many_outcomes_are_unknown() {
+        // Exercises the dominance pruning of operations of unknown outcome.
+        let mut seen = [0; 2];
+        for seed in 0..1_500 {
+            let h = random_history_with(seed, 4, 0.5);
+            let expected = brute_force(&h.operations());
+            let v = reg(&h);
+            assert_eq!(v.is_linearizable(), expected, "seed {seed}: {v}");
+            seen[usize::from(expected)] += 1;
+        }
+        assert!(seen[0] > 100 && seen[1] > 100, "{seen:?}");
+    }
+
+    /// Forty concurrent writes of unknown outcome and a read of a value none wrote, on key
+    /// `hard`: an exhaustive search visits every subset of the writes.
+    fn hard_partition(h: &History<KvOp<&'static str, u32>, KvRet<u32>>, hard: &'static str) {
+        for i in 0..40 {
+            h.invoke(i, KvOp::Put(hard, i as u32 + 1), ms(0))
+                .unknown(ms(10));
+        }
+        h.invoke(99, KvOp::Get(hard), ms(1))
+            .ok(KvRet::Value(Some(1000)), ms(2));
+    }
+
+    fn stale_kv(h: &History<KvOp<&'static str, u32>, KvRet<u32>>, key: &'static str, t: u64) {
+        let ok = |c, op, ret, from, to| h.invoke(c, op, ms(from)).ok(ret, ms(to));
+        ok(1, KvOp::Put(key, 1), KvRet::Done, t, t + 1);
+        ok(1, KvOp::Put(key, 2), KvRet::Done, t + 2, t + 3);
+        ok(2, KvOp::Get(key), KvRet::Value(Some(1)), t + 4, t + 5);
+    }
+
+    #[test]
+    fn without_shrinking_the_verdict_lists_the_partition_and_shrinks_later() {
+        let h = Reg::new();
+        for i in 0..50 {
+            write(&h, i % 4, i as u32 + 1, 2 * i, 2 * i + 1);
+        }
+        read(&h, 9, 5, 1000, 1001); // stale
+        let model = RegisterModel::new(0);
+        let fast = h.check_with(&model, &CheckConfig::new(10_000).shrink(false));
+        let v = fast.violation().expect("stale");
+        assert_eq!(v.shrinking, Shrinking::Skipped);
+        assert!(!v.minimal && v.culprits.is_empty());
+        assert_eq!(v.operations.len(), 51);
+        assert_eq!(v.explored, v.explored_to_decide);
+        assert!(
+            fast.to_string()
+                .contains("not shrunk: all the 51 operations"),
+            "{fast}"
+        );
+        // Explain second: the same witness as a check that shrinks.
+        let full = reg(&h);
+        let later = v.shrink(&model, 10_000, None);
+        assert_eq!(Some(&later), full.violation());
+        assert!(later.minimal && later.shrinking == Shrinking::Minimal);
+        assert_eq!(later.operations.len(), 3);
+        assert!(later.explored > v.explored);
+    }
+
+    #[test]
+    fn a_spent_shrink_budget_is_reported_as_partial() {
+        let h = Reg::new();
+        for i in 0..50 {
+            write(&h, i % 4, i as u32 + 1, 2 * i, 2 * i + 1);
+        }
+        read(&h, 9, 5, 1000, 1001);
+        let config = CheckConfig::new(10_000).shrink_budget(60, None);
+        let verdict = h.check_with(&RegisterModel::new(0), &config);
+        let v = verdict.violation().expect("still a violation");
+        assert_eq!(
+            v.shrinking,
+            Shrinking::Partial {
+                spent: Spent::States
+            }
+        );
+        assert!(!v.minimal);
+        assert!(
+            v.operations.len() > 3 && v.operations.len() <= 51,
+            "{verdict}"
+        );
+        assert!(verdict.to_string().contains("partly shrunk"), "{verdict}");
+        // What is reported still fails.
+        let again: Reg = History::new();
+        for op in &v.operations {
+            let call = again.invoke(op.client, op.op.clone(), op.invoked);
+            match &op.outcome {
+                Outcome::Ok { ret, at } => call.ok(ret.clone(), *at),
+                _ => call.unknown(op.invoked),
+            }
+        }
+        assert!(reg(&again).is_violation());
+        // A time limit of zero stops shrinking at its first clock reading.
+        let config = CheckConfig::new(10_000).shrink_budget(u64::MAX, Some(Duration::ZERO));
+        let many = History::new();
+        for i in 0..3_000u64 {
+            write(&many, i % 4, i as u32 + 1, 2 * i, 2 * i + 1);
+        }
+        read(&many, 9, 5, 10_000, 10_001);
+        let v = many.check_with(&RegisterModel::new(0), &config);
+        assert_eq!(
+            v.violation().expect("stale").shrinking,
+            Shrinking::Partial { spent: Spent::Time },
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_time_limit_gives_unknown() {
+        let h = History::new();
+        hard_partition(&h, "x");
+        let config = CheckConfig::new(u64::MAX).time_limit(Duration::from_millis(50));
+        let start = std::time::Instant::now();
+        let v = h.check_with(&KvModel::new(), &config);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the limit bounds the search"
+        );
+        match &v {
+            Verdict::Unknown {
+                spent,
+                operations,
+                undecided,
+                explored,
+                ..
+            } => {
+                assert_eq!(*spent, Spent::Time);
+                assert_eq!((*operations, *undecided), (41, 1));
+                assert!(*explored > 1024, "{v}");
+            }
+            _ => panic!("{v}"),
+        }
+        assert!(
+            v.to_string()
+                .starts_with("unknown: the time limit was reached"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn the_smallest_failing_partition_is_found_first() {
+        // Key "a" (sorted first by key) is hard; key "z" has a stale read. Searched one
+        // after the other in key order, the budget would go to "a" and the answer would be
+        // unknown.
+        let h = History::new();
+        hard_partition(&h, "a");
+        stale_kv(&h, "z", 100);
+        let model = KvModel::new();
+        let v = h.check_with(&model, &CheckConfig::new(1_000_000).shrink(false));
+        let w = v.violation().expect("the stale read of z");
+        assert_eq!(w.partition, model.partition(&KvOp::Get("z")));
+        assert_eq!(w.partition_len, 3);
+        // Only the small partition's states and none of the hard one's: it came first.
+        assert!(w.explored_to_decide < 10, "{v}");
+        // With two failing partitions of different sizes, the smaller is reported, and the
+        // check stops there: the larger one's search never started.
+        let h = History::new();
+        hard_partition(&h, "a");
+        stale_kv(&h, "m", 100);
+        for t in 0..5 {
+            h.invoke(5, KvOp::Put("b", t), ms(200 + 2 * t as u64))
+                .ok(KvRet::Done, ms(201 + 2 * t as u64));
+        }
+        stale_kv(&h, "b", 300);
+        let v = h.check_with(&model, &CheckConfig::new(1_000_000));
+        let w = v.violation().expect("a stale read");
+        assert_eq!(w.partition, model.partition(&KvOp::Get("m")), "{v}");
+        assert!(w.minimal);
+        // Deterministic: the same answer every time.
+        assert_eq!(v, h.check_with(&model, &CheckConfig::new(1_000_000)));
+    }
+
+    #[test]
+    fn a_large_partition_gets_slices_until_decided() {
+        // A linearizable partition needing more than a slice, next to small ones.
+        let h = Reg::new();
+        for i in 0..3_000u64 {
+            write(&h, i % 3, i as u32 + 1, 2 * i, 2 * i + 1);
+        }
+        let v = reg(&h);
+        assert!(v.is_linearizable());
+        assert_eq!(v.explored(), 3_000);
+        assert!(h.check(&RegisterModel::new(0), 2_999).is_unknown());
+    }
+
+    #[test]
+    fn a_pass_can_say_the_order_found() {
+        let h = History::new();
+        let ok = |c, op, ret, from, to| h.invoke(c, op, ms(from)).ok(ret, ms(to));
+        // Client 2's read overlaps client 1's put and saw it: the put comes first.
+        ok(2, KvOp::Get("a"), KvRet::Value(Some(1)), 0, 10);
+        ok(1, KvOp::Put("a", 1), KvRet::Done, 1, 2);
+        ok(1, KvOp::Put("b", 7), KvRet::Done, 3, 4);
+        h.invoke(3, KvOp::Put("b", 8), ms(5)).unknown(ms(6));
+        ok(2, KvOp::Get("b"), KvRet::Value(Some(8)), 11, 12);
+        h.invoke(3, KvOp::Put("a", 9), ms(13)).fail(ms(14));
+        let model = KvModel::new();
+        let plain = h.check(&model, 1_000);
+        assert_eq!(plain.linearization(), None);
+        let v = h.check_with(&model, &CheckConfig::new(1_000).linearization(true));
+        let lin = v.linearization().expect("asked for");
+        let a = model.partition(&KvOp::Get("a"));
+        let b = model.partition(&KvOp::Get("b"));
+        let mut expected = vec![(a, vec![1, 0]), (b, vec![2, 3, 4])];
+        expected.sort();
+        assert_eq!(lin.partitions, expected);
+        assert_eq!(v.explored(), plain.explored());
+        // The order replays: each operation returns what it returned.
+        let ops = h.operations();
+        for (_, order) in &lin.partitions {
+            let mut state = model.init();
+            for &id in order {
+                let (next, ret) = model.step(&state, &ops[id].op);
+                if let Outcome::Ok { ret: r, .. } = &ops[id].outcome {
+                    assert_eq!(*r, ret, "#{id}");
+                }
+                state = next;
+            }
+        }
+        assert!(lin.to_string().contains("#1, #0"), "{lin}");
+    }
+
+    #[test]
+    fn the_witness_draws_as_a_timeline() {
+        let h = Reg::new();
+        write(&h, 1, 1, 0, 1);
+        write(&h, 1, 2, 2, 3);
+        read(&h, 2, 1, 4, 5);
+        h.invoke(3, RegisterOp::Write(3), ms(6)).unknown(ms(7));
+        let v = reg(&h);
+        let w = v.violation().expect("stale");
+        let text = w.timeline();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines[0],
+            "  * #0 client 1  [-]            Write(1) -> Done  (0ns..1ms)"
+        );
+        assert_eq!(
+            lines[1],
+            "  * #1 client 1      [-]        Write(2) -> Done  (2ms..3ms)"
+        );
+        assert_eq!(
+            lines[2],
+            "  * #2 client 2          [-]    Read -> Value(1)  (4ms..5ms)"
+        );
+        // An unknown outcome runs on to the right.
+        let all = super::super::timeline(&h.operations(), &[]);
+        assert!(
+            all.lines()
+                .nth(3)
+                .unwrap()
+                .contains("[->  Write(3) -> ? (outcome unknown)  (6ms..)"),
+            "{all}"
+        );
+        let svg = w.to_svg();
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(
+            svg.contains("#2 client 2: Read -&gt; Value(1)  (4ms..5ms)"),
+            "{svg}"
+        );
+        assert_eq!(
+            svg.matches("fill=\"#c0392b\"").count(),
+            6,
+            "three red bars, three red labels"
+        );
     }
 }

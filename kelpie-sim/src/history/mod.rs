@@ -31,21 +31,48 @@
 //! [`Call::unknown`]: it may have taken effect at any instant after its invocation, or never.
 //!
 //! The checker is Wing & Gong's search with Lowe's memoization, as in Porcupine (see
-//! [`History::check`]): it explores orders of the operations, remembering every pair of
+//! [`History::check_with`]): it explores orders of the operations, remembering every pair of
 //! (set of operations linearized, model state) already seen, and it stops with
-//! [`Verdict::Unknown`] once it has explored a given number of such states, never hanging.
-//! Models whose operations on different keys are independent check each key on its own
-//! ([`Model::partition`]).
+//! [`Verdict::Unknown`] once it has explored a given number of such states or run for a given
+//! time ([`CheckConfig`]), never hanging. Models whose operations on different keys are
+//! independent check each key on its own ([`Model::partition`], [`PartitionKey`]), smallest
+//! partition first, stopping at the first that fails. The verdict comes first; shrinking the
+//! witness is optional and has budgets of its own, and the witness can be drawn as a text
+//! [`timeline`] or an [`svg`] file ([`Violation::write_svg`]).
+//!
+//! ```
+//! use std::time::Duration;
+//! use kelpie_sim::history::{CheckConfig, History, RegisterModel, RegisterOp, RegisterRet};
+//!
+//! let ms = Duration::from_millis;
+//! let history = History::new();
+//! history.invoke(1, RegisterOp::Write(1), ms(0)).ok(RegisterRet::Done, ms(1));
+//! history.invoke(2, RegisterOp::Read, ms(2)).ok(RegisterRet::Value(0), ms(3));
+//!
+//! // Decide first (no shrinking, at most a second), explain second.
+//! let config = CheckConfig::new(1_000_000).time_limit(Duration::from_secs(1)).shrink(false);
+//! let verdict = history.check_with(&RegisterModel::new(0), &config);
+//! let violation = verdict.violation().expect("the read missed the write");
+//! let witness = violation.shrink(&RegisterModel::new(0), 1_000_000, Some(Duration::from_secs(5)));
+//! assert!(witness.minimal);
+//! println!("{}", witness.timeline());
+//! ```
 
 mod check;
+mod hash;
 mod model;
+mod search;
+mod shrink;
+mod timeline;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub use check::{Verdict, Violation};
-pub use model::{KvModel, KvOp, KvRet, Model, RegisterModel, RegisterOp, RegisterRet};
+pub use check::{CheckConfig, Linearization, Shrinking, Spent, Verdict, Violation};
+pub use hash::{stable_hash, PartitionKey, StableHasher};
+pub use model::{Append, KvModel, KvOp, KvRet, Model, RegisterModel, RegisterOp, RegisterRet};
+pub use timeline::{svg, timeline, TimelineError};
 
 /// The virtual time of an event: a [`Duration`] since the start of the run, or a
 /// [`SimEnv`](crate::SimEnv) (its [`elapsed`](crate::SimEnv::elapsed) time).

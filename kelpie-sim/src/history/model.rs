@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::marker::PhantomData;
 
-use crate::trace::stable_hash;
+use super::PartitionKey;
 
 /// A sequential specification: a deterministic state machine that says what each operation
 /// returns and how it changes the state, when operations run one at a time.
@@ -44,11 +43,13 @@ pub trait Model {
     /// The partition of `op`. Operations in different partitions must be independent (touch
     /// disjoint parts of the state, as operations on different keys of a key-value store do):
     /// the checker then checks each partition on its own, which is far cheaper than checking
-    /// them together (P-compositionality). Two independent partitions may share a number (a
-    /// hash collision) at some cost in speed, never in correctness. Default: one partition.
-    fn partition(&self, op: &Self::Op) -> u64 {
+    /// them together (P-compositionality). Build the key with [`PartitionKey::of`] from what
+    /// names the independent part (the key). Two independent partitions may share a key (a
+    /// hash collision) at some cost in speed, never in correctness. Default:
+    /// [`PartitionKey::ALL`], one partition.
+    fn partition(&self, op: &Self::Op) -> PartitionKey {
         let _ = op;
-        0
+        PartitionKey::ALL
     }
 }
 
@@ -71,13 +72,17 @@ pub enum KvOp<K, V> {
         /// The value written if it has.
         new: V,
     },
+    /// Appends a value to the key's value (to the missing value if the key is absent, see
+    /// [`KvModel::with_missing`]); returns [`KvRet::Done`]. Needs a model made with
+    /// [`KvModel::with_append`].
+    Append(K, V),
 }
 
 impl<K, V> KvOp<K, V> {
     /// The key the operation touches.
     pub fn key(&self) -> &K {
         match self {
-            KvOp::Get(k) | KvOp::Put(k, _) | KvOp::Delete(k) => k,
+            KvOp::Get(k) | KvOp::Put(k, _) | KvOp::Delete(k) | KvOp::Append(k, _) => k,
             KvOp::Cas { key, .. } => key,
         }
     }
@@ -88,25 +93,67 @@ impl<K, V> KvOp<K, V> {
 pub enum KvRet<V> {
     /// The value read by [`KvOp::Get`] (`None`: absent).
     Value(Option<V>),
-    /// A [`KvOp::Put`] or [`KvOp::Delete`] completed.
+    /// A [`KvOp::Put`], [`KvOp::Delete`] or [`KvOp::Append`] completed.
     Done,
     /// Whether a [`KvOp::Cas`] wrote.
     Swapped(bool),
 }
 
-/// A key-value store with get, put, delete and compare-and-swap ([`KvOp`], [`KvRet`]).
-/// Each key is its own partition ([`Model::partition`]): histories are checked key by key.
+/// A value that [`KvOp::Append`] can extend: strings and lists.
+pub trait Append: Sized {
+    /// `self` followed by `suffix`.
+    fn append(&self, suffix: &Self) -> Self;
+}
+
+impl Append for String {
+    fn append(&self, suffix: &Self) -> Self {
+        let mut s = String::with_capacity(self.len() + suffix.len());
+        s.push_str(self);
+        s.push_str(suffix);
+        s
+    }
+}
+
+impl<T: Clone> Append for Vec<T> {
+    fn append(&self, suffix: &Self) -> Self {
+        let mut v = Vec::with_capacity(self.len() + suffix.len());
+        v.extend_from_slice(self);
+        v.extend_from_slice(suffix);
+        v
+    }
+}
+
+/// A key-value store with get, put, delete, compare-and-swap and (when enabled) append
+/// ([`KvOp`], [`KvRet`]). Each key is its own partition ([`Model::partition`]): histories are
+/// checked key by key.
+///
+/// Defaults ([`KvModel::new`]): the store starts empty, a missing key reads as
+/// `KvRet::Value(None)`, and [`KvOp::Append`] is not enabled.
+///
+/// ```
+/// use kelpie_sim::history::{KvModel, KvOp, KvRet, Model};
+///
+/// // A store of strings where a missing key reads as "" (as in Redis), with APPEND.
+/// let m = KvModel::<&str, String>::new().with_missing(String::new()).with_append();
+/// let (s, r) = m.step(&m.init(), &KvOp::Get("k"));
+/// assert_eq!(r, KvRet::Value(Some(String::new())));
+/// let (s, _) = m.step(&s, &KvOp::Append("k", "ab".into()));
+/// let (s, _) = m.step(&s, &KvOp::Append("k", "c".into()));
+/// assert_eq!(m.step(&s, &KvOp::Get("k")).1, KvRet::Value(Some("abc".into())));
+/// ```
 #[derive(Debug, Clone)]
 pub struct KvModel<K, V> {
     initial: BTreeMap<K, V>,
-    _v: PhantomData<fn() -> V>,
+    missing: Option<V>,
+    append: Option<fn(&V, &V) -> V>,
 }
 
 impl<K, V> Default for KvModel<K, V> {
     fn default() -> Self {
         KvModel {
             initial: BTreeMap::new(),
-            _v: PhantomData,
+            missing: None,
+            append: None,
         }
     }
 }
@@ -121,8 +168,51 @@ impl<K, V> KvModel<K, V> {
     pub fn with_initial(initial: BTreeMap<K, V>) -> Self {
         KvModel {
             initial,
-            _v: PhantomData,
+            ..KvModel::default()
         }
+    }
+
+    /// A missing key reads as `Some(missing)` instead of `None`, a compare-and-swap expecting
+    /// `Some(missing)` succeeds on it, and an append to it appends to `missing`. Writing
+    /// `missing` to a key is the same as deleting it (the two cannot be told apart).
+    pub fn with_missing(mut self, missing: V) -> Self {
+        self.missing = Some(missing);
+        self
+    }
+
+    /// Enables [`KvOp::Append`] with the value type's [`Append`].
+    pub fn with_append(self) -> Self
+    where
+        V: Append,
+    {
+        self.with_append_fn(V::append)
+    }
+
+    /// Enables [`KvOp::Append`] with `append(value, suffix)` computing the new value.
+    pub fn with_append_fn(mut self, append: fn(&V, &V) -> V) -> Self {
+        self.append = Some(append);
+        self
+    }
+}
+
+impl<K: Ord + Clone, V: Clone + Eq> KvModel<K, V> {
+    /// What `key` reads as in `state`.
+    fn read(&self, state: &BTreeMap<K, V>, key: &K) -> Option<V> {
+        state.get(key).or(self.missing.as_ref()).cloned()
+    }
+
+    /// `state` with `key` set to `value` (removed if `value` is the missing value).
+    fn write(&self, state: &BTreeMap<K, V>, key: &K, value: Option<V>) -> BTreeMap<K, V> {
+        let mut next = state.clone();
+        match value {
+            Some(v) if Some(&v) != self.missing.as_ref() => {
+                next.insert(key.clone(), v);
+            }
+            _ => {
+                next.remove(key);
+            }
+        }
+        next
     }
 }
 
@@ -138,30 +228,43 @@ where
     type Ret = KvRet<V>;
 
     fn init(&self) -> Self::State {
-        self.initial.clone()
+        let mut s = self.initial.clone();
+        if let Some(missing) = &self.missing {
+            s.retain(|_, v| v != missing);
+        }
+        s
     }
 
+    /// # Panics
+    ///
+    /// On [`KvOp::Append`] if the model was not made with [`KvModel::with_append`] or
+    /// [`KvModel::with_append_fn`] (a misconfigured model, not a property of the history).
     fn step(&self, state: &Self::State, op: &Self::Op) -> (Self::State, Self::Ret) {
         match op {
-            KvOp::Get(k) => (state.clone(), KvRet::Value(state.get(k).cloned())),
-            KvOp::Put(k, v) => {
-                let mut next = state.clone();
-                next.insert(k.clone(), v.clone());
-                (next, KvRet::Done)
-            }
-            KvOp::Delete(k) => {
-                let mut next = state.clone();
-                next.remove(k);
-                (next, KvRet::Done)
-            }
+            KvOp::Get(k) => (state.clone(), KvRet::Value(self.read(state, k))),
+            KvOp::Put(k, v) => (self.write(state, k, Some(v.clone())), KvRet::Done),
+            KvOp::Delete(k) => (self.write(state, k, None), KvRet::Done),
             KvOp::Cas { key, expected, new } => {
-                if state.get(key) == expected.as_ref() {
-                    let mut next = state.clone();
-                    next.insert(key.clone(), new.clone());
-                    (next, KvRet::Swapped(true))
+                if self.read(state, key).as_ref() == expected.as_ref()
+                    || (state.get(key).is_none() && expected.is_none())
+                {
+                    (
+                        self.write(state, key, Some(new.clone())),
+                        KvRet::Swapped(true),
+                    )
                 } else {
                     (state.clone(), KvRet::Swapped(false))
                 }
+            }
+            KvOp::Append(k, suffix) => {
+                let append = self.append.expect(
+                    "KvOp::Append on a KvModel without append: make it with KvModel::with_append()",
+                );
+                let value = match self.read(state, k) {
+                    Some(v) => append(&v, suffix),
+                    None => suffix.clone(),
+                };
+                (self.write(state, k, Some(value)), KvRet::Done)
             }
         }
     }
@@ -173,8 +276,8 @@ where
         )
     }
 
-    fn partition(&self, op: &Self::Op) -> u64 {
-        stable_hash(op.key())
+    fn partition(&self, op: &Self::Op) -> PartitionKey {
+        PartitionKey::of(op.key())
     }
 }
 
@@ -290,5 +393,107 @@ mod tests {
         assert_eq!(m.step(&5, &cas), (5, RegisterRet::Swapped(false)));
         assert_eq!(m.step(&4, &cas), (6, RegisterRet::Swapped(true)));
         assert_eq!(m.step(&7, &RegisterOp::Read), (7, RegisterRet::Value(7)));
+    }
+
+    #[test]
+    fn kv_append_extends_the_value() {
+        let m = KvModel::<&str, Vec<u8>>::new().with_append();
+        let (s, r) = m.step(&m.init(), &KvOp::Append("l", vec![1]));
+        assert_eq!(r, KvRet::Done);
+        let (s, _) = m.step(&s, &KvOp::Append("l", vec![2, 3]));
+        assert_eq!(
+            m.step(&s, &KvOp::Get("l")).1,
+            KvRet::Value(Some(vec![1, 2, 3]))
+        );
+        let (s, _) = m.step(&s, &KvOp::Put("l", vec![9]));
+        let (s, _) = m.step(&s, &KvOp::Append("l", vec![8]));
+        assert_eq!(s.get("l"), Some(&vec![9, 8]));
+        assert!(!m.is_read_only(&KvOp::Append("l", vec![]), &KvRet::Done));
+        assert_eq!(
+            m.partition(&KvOp::Append("l", vec![])),
+            m.partition(&KvOp::Get("l"))
+        );
+        // A custom append: numbers that add up.
+        let sum = KvModel::<u8, u64>::new().with_append_fn(|a, b| a + b);
+        let (s, _) = sum.step(&sum.init(), &KvOp::Append(0, 5));
+        let (s, _) = sum.step(&s, &KvOp::Append(0, 6));
+        assert_eq!(s.get(&0), Some(&11));
+    }
+
+    #[test]
+    #[should_panic(expected = "KvModel::with_append()")]
+    fn kv_append_needs_to_be_enabled() {
+        let m = KvModel::<&str, String>::new();
+        let _ = m.step(&m.init(), &KvOp::Append("k", "x".into()));
+    }
+
+    #[test]
+    fn kv_missing_value_is_configurable() {
+        let m = KvModel::<&str, String>::new()
+            .with_missing(String::new())
+            .with_append();
+        let empty = KvRet::Value(Some(String::new()));
+        assert_eq!(m.step(&m.init(), &KvOp::Get("k")).1, empty);
+        let (s, _) = m.step(&m.init(), &KvOp::Append("k", "ab".into()));
+        let (s, _) = m.step(&s, &KvOp::Append("k", "c".into()));
+        assert_eq!(
+            m.step(&s, &KvOp::Get("k")).1,
+            KvRet::Value(Some("abc".into()))
+        );
+        let (s, _) = m.step(&s, &KvOp::Delete("k"));
+        assert_eq!(m.step(&s, &KvOp::Get("k")).1, empty);
+        // A CAS expecting the missing value, or absence, succeeds on a missing key.
+        for expected in [Some(String::new()), None] {
+            let cas = KvOp::Cas {
+                key: "k",
+                expected,
+                new: "x".to_string(),
+            };
+            let (s2, r) = m.step(&s, &cas);
+            assert_eq!(
+                (r, s2.get("k").map(String::as_str)),
+                (KvRet::Swapped(true), Some("x"))
+            );
+        }
+        // Writing the missing value is deleting: one state, not two.
+        let (s2, _) = m.step(&s, &KvOp::Put("k", String::new()));
+        assert_eq!(s2, s);
+        let init = BTreeMap::from([("a", String::new()), ("b", "1".to_string())]);
+        let m = KvModel::with_initial(init).with_missing(String::new());
+        assert_eq!(m.init(), BTreeMap::from([("b", "1".to_string())]));
+        // Without it, a missing key reads as None.
+        let plain = KvModel::<&str, String>::new();
+        assert_eq!(
+            plain.step(&plain.init(), &KvOp::Get("k")).1,
+            KvRet::Value(None)
+        );
+    }
+
+    #[test]
+    fn histories_with_appends_and_a_missing_value_are_checked() {
+        use super::super::History;
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let m = KvModel::<&str, String>::new()
+            .with_missing(String::new())
+            .with_append();
+        let h = History::new();
+        // Two concurrent appends; a read between sees either order's prefix.
+        let a = h.invoke(1, KvOp::Append("k", "a".to_string()), ms(0));
+        let b = h.invoke(2, KvOp::Append("k", "b".to_string()), ms(0));
+        h.invoke(3, KvOp::Get("k"), ms(1))
+            .ok(KvRet::Value(Some(String::new())), ms(2));
+        a.ok(KvRet::Done, ms(5));
+        b.ok(KvRet::Done, ms(5));
+        h.invoke(3, KvOp::Get("k"), ms(6))
+            .ok(KvRet::Value(Some("ba".to_string())), ms(7));
+        assert!(h.check(&m, 1_000).is_linearizable());
+        // An append lost: after both returned, a read sees only one.
+        h.invoke(3, KvOp::Get("k"), ms(8))
+            .ok(KvRet::Value(Some("a".to_string())), ms(9));
+        let v = h.check(&m, 1_000);
+        let w = v.violation().expect("a lost append");
+        assert!(w.minimal);
+        assert!(w.operations.iter().any(|o| o.id == 4), "{v}");
     }
 }
