@@ -17,6 +17,16 @@
 //! assert!(report.output.is_err()); // the fault reached the write
 //! assert_eq!(report.faults.fired(FaultKind::StorageWriteFail), 1);
 //! ```
+//!
+//! Layout: `config` (settings), `ids`, `rng` (seeded streams), `fault/` (fault specs and the
+//! injector), `trace` (events and their hash), `world/` (the one owner of a run's state: node
+//! table, disks, network, tasks as plain values, and every rule that touches several of
+//! them), `env/` (the handles a test holds, which call the world), `run/` (`Simulation`, the
+//! seed thread, reports), `log` (captured `tracing` lines), `error`, `history/` (the
+//! linearizability checker).
+
+// The one exception is `run/seed_thread.rs`, which joins a seed thread with a deadline.
+#![deny(unsafe_code)]
 
 #[cfg(not(madsim))]
 compile_error!(
@@ -27,48 +37,74 @@ compile_error!(
 );
 
 #[cfg(madsim)]
+mod config;
+#[cfg(madsim)]
+mod env;
+#[cfg(madsim)]
 mod error;
 #[cfg(madsim)]
 mod fault;
 pub mod history;
+#[cfg(madsim)]
+mod ids;
 pub mod lint;
 #[cfg(madsim)]
 mod log;
 #[cfg(madsim)]
-mod net;
-#[cfg(madsim)]
-mod node;
-#[cfg(madsim)]
 mod rng;
-
+#[cfg(madsim)]
+mod run;
 #[cfg(madsim)]
 pub mod runner;
-mod seed_thread;
 #[cfg(madsim)]
-mod sim;
+mod sometimes;
 #[cfg(madsim)]
-mod storage;
+mod sync;
+#[cfg(madsim)]
+mod time;
 #[cfg(madsim)]
 mod trace;
+#[cfg(madsim)]
+mod world;
+
+/// Paths from before the split into `config`, `env`, `run` and `world`, kept for `runner/` and
+/// `history/` (which move to the `kelpie` crate): re-exports only.
+#[cfg(madsim)]
+#[allow(unused_imports)]
+mod sim {
+    pub(crate) use crate::config::SimConfig;
+    pub(crate) use crate::env::SimEnv;
+    pub(crate) use crate::run::{RunReport, Simulation};
+    pub(crate) use crate::sometimes::SometimesStat;
+}
+
+/// See `sim`: the old path of [`NodeId`].
+#[cfg(madsim)]
+#[allow(unused_imports)]
+mod node {
+    pub(crate) use crate::ids::NodeId;
+}
 
 #[cfg(madsim)]
 pub use crate::{
-    error::{ConfigError, FailedRun, Failure, SimError},
+    config::SimConfig,
+    env::{sometimes, Endpoint, NodeBuilder, SimEnv, SimNetwork, SimStorage, Transaction},
+    error::{ConfigError, FailedRun, Failure, LivenessError, SimError, StorageError},
     fault::{
         swarm_plan, Category, FaultInfo, FaultKind, FaultSchedule, FaultSpec, FaultStat,
         FaultStats, OpKind, OptionInfo, ParamInfo, ParamKind, FAULT_OPTIONS, FAULT_TABLE,
         MAX_FAULTS, OP_TABLE,
     },
+    ids::NodeId,
     log::LogConfig,
-    net::{Endpoint, SimNetwork},
-    node::{LivenessError, NodeBuilder, NodeId, NodeStatus},
     rng::{RngHandle, SimRng},
-    sim::{sometimes, RunReport, SimConfig, SimEnv, Simulation, SometimesStat},
-    storage::{SimStorage, StorageError, Transaction},
+    run::{RunReport, Simulation},
+    sometimes::SometimesStat,
     trace::{
         first_divergence, stable_hash, DropReason, EventKind, NodeAction, StableHasher, TraceEvent,
         TraceMode, TraceSummary,
     },
+    world::nodes::NodeStatus,
 };
 
 /// madsim's join handle, returned by [`SimEnv::spawn`].

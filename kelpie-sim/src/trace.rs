@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fault::{FaultKind, OpKind};
-use crate::node::NodeId;
+use crate::ids::NodeId;
 use crate::rng::mix64;
 
 /// A stable 64-bit hasher (word-at-a-time multiply-mix, SplitMix64 finalizer). Unlike
