@@ -92,7 +92,9 @@ impl SimEnv {
 
     /// Every node created with [`SimEnv::create_node`], in creation order (not the supervisor).
     pub fn nodes(&self) -> Vec<NodeId> {
-        (1..self.world.node_count()).map(NodeId::from_index).collect()
+        (1..self.world.node_count())
+            .map(NodeId::from_index)
+            .collect()
     }
 
     /// Whether `node` is up, down or paused.

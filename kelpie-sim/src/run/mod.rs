@@ -176,12 +176,24 @@ impl Simulation {
         world.abort();
         let unwound = thread.join_timeout(WATCHDOG_GRACE);
         let facts = world.facts_so_far(unwound);
-        Box::new(report::failed(self.config.seed, self.plan(), failure, facts, Vec::new()))
+        Box::new(report::failed(
+            self.config.seed,
+            self.plan(),
+            failure,
+            facts,
+            Vec::new(),
+        ))
     }
 
     /// The report of a run whose world never existed (or is gone).
     fn unstarted(&self, failure: Failure) -> Box<FailedRun> {
-        Box::new(report::failed(self.config.seed, self.plan(), failure, None, Vec::new()))
+        Box::new(report::failed(
+            self.config.seed,
+            self.plan(),
+            failure,
+            None,
+            Vec::new(),
+        ))
     }
 
     /// The declared faults in attribute syntax.

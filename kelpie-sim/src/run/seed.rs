@@ -142,12 +142,27 @@ fn classify(
     if message.starts_with(TIME_LIMIT_PANIC) {
         Failure::VirtualTimeLimit { limit: max_time }
     } else if message.starts_with(DEADLOCK_PANIC) {
-        let _ = world;
-        let waiting = rt.handle().metrics().num_tasks_by_node_by_spawn();
-        Failure::Deadlock { waiting }
+        Failure::Deadlock {
+            waiting: deadlock_report(rt, world),
+        }
     } else {
         Failure::Panic { message }
     }
+}
+
+/// Every live task by node and spawn site: ours (spawned through the simulation, on any node
+/// including the supervisor, and node init tasks), then madsim's own count, which covers only
+/// created nodes but also tasks spawned there without us (madsim or tokio directly).
+fn deadlock_report(rt: &madsim::runtime::Runtime, world: Option<&World>) -> String {
+    let mut out = world.map(World::alive_tasks).unwrap_or_default();
+    let madsim = rt.handle().metrics().num_tasks_by_node_by_spawn();
+    out.push_str("madsim's count of live tasks on created nodes, whoever spawned them:\n");
+    for line in madsim.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The report of the finished run, built on the seed thread (the trace's events are moved
@@ -159,9 +174,19 @@ fn conclude<T>(
 ) -> Result<RunReport<T>, Box<FailedRun>> {
     let plan = || world.plan().iter().map(ToString::to_string).collect();
     match result {
-        Ok(output) => Ok(RunReport::passed(output, world.seed(), world.take_facts(), log)),
+        Ok(output) => Ok(RunReport::passed(
+            output,
+            world.seed(),
+            world.take_facts(),
+            log,
+        )),
         Err(failure) => {
-            let facts = world.facts_so_far(true);
+            // The virtual time reached, not only that of the last event: a run may fail (a
+            // time limit, a deadlock) long after anything was traced.
+            let facts = world.facts_so_far(true).map(|mut facts| {
+                facts.virtual_time = facts.virtual_time.max(world.elapsed());
+                facts
+            });
             let run = report::failed(world.seed(), plan(), failure, facts, log);
             Err(Box::new(run))
         }

@@ -148,7 +148,12 @@ impl Disk {
 
     /// A write of `value` meant for `key` that lands on another key with a value, the one at
     /// `pick(n)` of the `n` candidates (none if there is no other key).
-    pub(crate) fn write_misdirected(&mut self, key: &[u8], value: &[u8], pick: impl FnOnce(u64) -> u64) {
+    pub(crate) fn write_misdirected(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        pick: impl FnOnce(u64) -> u64,
+    ) {
         let others: Vec<Key> = self.keys().into_iter().filter(|k| **k != *key).collect();
         if !others.is_empty() {
             let i = pick(others.len() as u64) as usize;

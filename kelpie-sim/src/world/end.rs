@@ -1,5 +1,6 @@
 //! The end of a run: cancelling the tasks still alive, and the facts its report is made of.
 
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -65,11 +66,16 @@ impl World {
         self.abort.store(true, Ordering::Relaxed);
     }
 
-    /// The tasks spawned through the simulation that are still alive, by node and spawn site.
+    /// The tasks spawned through the simulation that are still alive, by node and spawn site,
+    /// and the init task of every node that is not down; one line each.
     pub(crate) fn alive_tasks(&self) -> String {
         let st = lock(&self.state);
-        st.tasks
-            .alive_report(|node| st.nodes.name(node).to_string())
+        let name = |node| st.nodes.name(node).to_string();
+        let mut out = st.tasks.alive_report(name);
+        for node in st.nodes.running_inits() {
+            let _ = writeln!(out, "  {node} ({})  its init task  x1", name(node));
+        }
+        out
     }
 
     /// Cancels every task still alive at the end of the run — those spawned through us

@@ -131,7 +131,13 @@ impl World {
                 st.net.deliver_due(
                     now,
                     |to| nodes.is_down(to),
-                    |node, kind| trace.record(TraceEvent { at: now, node, kind }),
+                    |node, kind| {
+                        trace.record(TraceEvent {
+                            at: now,
+                            node,
+                            kind,
+                        })
+                    },
                 );
             }
         });

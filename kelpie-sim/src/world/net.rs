@@ -258,9 +258,7 @@ impl Network {
     ) -> (SharedMailbox<M>, Option<Box<dyn Any + Send>>) {
         let mailbox = Mailbox::shared();
         let key = (node, TypeId::of::<M>());
-        let old = self
-            .mailboxes
-            .insert(key, Box::new(Inbox(mailbox.clone())));
+        let old = self.mailboxes.insert(key, Box::new(Inbox(mailbox.clone())));
         (mailbox, old)
     }
 

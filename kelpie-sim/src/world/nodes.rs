@@ -180,6 +180,14 @@ impl<I: Clone> NodeTable<I> {
             .collect()
     }
 
+    /// The nodes whose init task is alive: they have an init and are not down.
+    pub(crate) fn running_inits(&self) -> Vec<NodeId> {
+        (1..self.nodes.len())
+            .filter(|&i| self.nodes[i].init.is_some() && self.nodes[i].status != NodeStatus::Down)
+            .map(NodeId::from_index)
+            .collect()
+    }
+
     /// Drops every init closure (they often hold an env, which holds the world).
     pub(crate) fn drop_inits(&mut self) {
         self.nodes.iter_mut().for_each(|n| n.init = None);

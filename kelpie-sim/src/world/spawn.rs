@@ -13,7 +13,11 @@ impl World {
     /// Spawns `future` on `node`'s current madsim incarnation (on the supervisor: on the
     /// calling task's node), traced and tracked for the end of the run and deadlock reports.
     #[track_caller]
-    pub(crate) fn spawn<F>(self: &Arc<Self>, node: NodeId, future: F) -> madsim::task::JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(
+        self: &Arc<Self>,
+        node: NodeId,
+        future: F,
+    ) -> madsim::task::JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,

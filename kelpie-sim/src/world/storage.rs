@@ -17,6 +17,9 @@ use super::disk::Key;
 use super::nodes::NodeStatus;
 use super::{State, World};
 
+/// A scan's result: keys with their values, in key order.
+pub(crate) type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Faults decided for one storage operation.
 pub(crate) struct Decided {
     fired: Vec<Fired>,
@@ -58,7 +61,6 @@ impl State {
     }
 
     /// Records a storage event at `at`. `key` is shared with the disk when the disk has it.
-    #[allow(clippy::too_many_arguments)]
     fn trace_storage(
         &mut self,
         at: Duration,
@@ -186,7 +188,7 @@ impl World {
         node: NodeId,
         prefix: &[u8],
         d: &Decided,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Rows, StorageError> {
         let mut st = self.lock_up(node)?;
         let at = self.elapsed();
         if d.has(FaultKind::StorageReadFail).is_some() {
