@@ -7,12 +7,33 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::fault::{FaultKind, OpKind};
+use crate::fault::{FaultKind, Fired, OpKind};
 use crate::ids::NodeId;
 use crate::trace::{stable_hash, DropReason, EventKind, TraceEvent};
 
 use super::net::{Enqueued, Outgoing, SharedMailbox};
-use super::World;
+use super::{State, World};
+
+impl State {
+    /// What the network faults that fired do to a message: a delay, a hold-back (reordering),
+    /// a second copy, each amount drawn from the fault's own stream; `true` if it is lost.
+    fn apply_send_faults(&mut self, fired: &[Fired], out: &mut Outgoing) -> bool {
+        let mut lost = false;
+        for f in fired {
+            let max = Duration::from_millis(f.spec.param("max_ms").unwrap_or(0).max(1));
+            let mut extra =
+                || Duration::from_nanos(self.faults.draw(f.index, 1..max.as_nanos() as u64 + 1));
+            match f.spec.kind() {
+                FaultKind::PacketLoss => lost = true,
+                FaultKind::NetworkDelay => out.latency += extra(),
+                FaultKind::MessageReorder => out.hold_back += extra(),
+                FaultKind::MessageDuplicate => out.copies = 2,
+                _ => {}
+            }
+        }
+        lost
+    }
+}
 
 impl World {
     /// Binds `node`'s endpoint for messages of type `M`, replacing (and closing) an earlier
@@ -38,33 +59,25 @@ impl World {
         let mut guard = self.lock();
         let st = &mut *guard;
         let fired = self.decide_locked(st, now, OpKind::Send, from, None);
-        let (id, mut latency) = st.net.new_message();
-        let mut hold_back = Duration::ZERO;
-        let mut copies = 1;
-        let mut lost = false;
-        for f in &fired {
-            let max = Duration::from_millis(f.spec.param("max_ms").unwrap_or(0).max(1));
-            let mut extra =
-                || Duration::from_nanos(st.faults.draw(f.index, 1..max.as_nanos() as u64 + 1));
-            match f.spec.kind() {
-                FaultKind::PacketLoss => lost = true,
-                FaultKind::NetworkDelay => latency += extra(),
-                FaultKind::MessageReorder => hold_back += extra(),
-                FaultKind::MessageDuplicate => copies = 2,
-                _ => {}
-            }
-        }
-        let mut record = |kind| {
-            st.trace.record(TraceEvent {
-                at: now,
-                node: from,
-                kind,
-            })
-        };
-        record(EventKind::Send {
+        let (id, latency) = st.net.new_message();
+        let mut out = Outgoing {
+            from,
             to,
-            msg: id,
-            content,
+            id,
+            latency,
+            hold_back: Duration::ZERO,
+            copies: 1,
+        };
+        let lost = st.apply_send_faults(&fired, &mut out);
+        let at = now;
+        st.trace.record(TraceEvent {
+            at,
+            node: from,
+            kind: EventKind::Send {
+                to,
+                msg: id,
+                content,
+            },
         });
         if lost || st.net.is_cut(from, to) {
             let reason = if lost {
@@ -72,25 +85,18 @@ impl World {
             } else {
                 DropReason::Partition
             };
+            let kind = EventKind::Drop {
+                to,
+                msg: id,
+                reason,
+            };
             st.trace.record(TraceEvent {
-                at: now,
+                at,
                 node: from,
-                kind: EventKind::Drop {
-                    to,
-                    msg: id,
-                    reason,
-                },
+                kind,
             });
             return;
         }
-        let out = Outgoing {
-            from,
-            to,
-            id,
-            latency,
-            hold_back,
-            copies,
-        };
         match st.net.enqueue(now, out, msg) {
             Enqueued::Nothing => {}
             Enqueued::StartPump => {
