@@ -17,6 +17,7 @@ use super::{State, World};
 impl State {
     /// What the network faults that fired do to a message: a delay, a hold-back (reordering),
     /// a second copy, each amount drawn from the fault's own stream; `true` if it is lost.
+    #[inline]
     fn apply_send_faults(&mut self, fired: &[Fired], out: &mut Outgoing) -> bool {
         let mut lost = false;
         for f in fired {

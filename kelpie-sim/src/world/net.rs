@@ -106,32 +106,46 @@ impl<M> Drop for Inbox<M> {
     }
 }
 
-/// A message's content while in flight, typed by its endpoint's message type.
+/// A message in flight with its type erased: hands itself (all its copies) to its receiver.
 trait Payload: Send {
-    /// Queues a copy in `inbox` (the receiver's `Inbox<M>`); `false` if it is not one.
-    fn copy_into(&self, inbox: &(dyn Any + Send), from: NodeId) -> bool;
-    /// Queues the message itself.
-    fn move_into(self: Box<Self>, inbox: &(dyn Any + Send), from: NodeId) -> bool;
+    /// Delivers each copy (or drops it), reporting an event per copy to `record`.
+    fn deliver(
+        self: Box<Self>,
+        net: &Network,
+        is_down: &dyn Fn(NodeId) -> bool,
+        record: &mut dyn FnMut(NodeId, EventKind),
+    );
 }
 
-struct Typed<M>(M);
+/// A message of type `M` with its route.
+struct Message<M> {
+    from: NodeId,
+    to: NodeId,
+    id: u64,
+    copies: u8,
+    msg: M,
+}
 
-impl<M: Clone + Send + 'static> Payload for Typed<M> {
-    fn copy_into(&self, inbox: &(dyn Any + Send), from: NodeId) -> bool {
-        let Some(inbox) = inbox.downcast_ref::<Inbox<M>>() else {
-            return false;
-        };
-        let msg = self.0.clone();
-        inbox.push(Envelope { from, msg });
-        true
-    }
-
-    fn move_into(self: Box<Self>, inbox: &(dyn Any + Send), from: NodeId) -> bool {
-        let Some(inbox) = inbox.downcast_ref::<Inbox<M>>() else {
-            return false;
-        };
-        inbox.push(Envelope { from, msg: self.0 });
-        true
+impl<M: Clone + Send + 'static> Payload for Message<M> {
+    fn deliver(
+        self: Box<Self>,
+        net: &Network,
+        is_down: &dyn Fn(NodeId) -> bool,
+        record: &mut dyn FnMut(NodeId, EventKind),
+    ) {
+        let Message {
+            from,
+            to,
+            id,
+            copies,
+            msg,
+        } = *self;
+        for _ in 1..copies {
+            let kind = net.deliver_one(from, to, id, msg.clone(), is_down);
+            record(to, kind);
+        }
+        let kind = net.deliver_one(from, to, id, msg, is_down);
+        record(to, kind);
     }
 }
 
@@ -139,10 +153,6 @@ impl<M: Clone + Send + 'static> Payload for Typed<M> {
 struct InFlight {
     at: Duration,
     id: u64,
-    from: NodeId,
-    to: NodeId,
-    ty: TypeId,
-    copies: u8,
     payload: Box<dyn Payload>,
 }
 
@@ -262,6 +272,7 @@ impl Network {
         (mailbox, old)
     }
 
+    #[inline]
     pub(crate) fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
         self.cuts.contains_key(&(from, to))
     }
@@ -287,6 +298,7 @@ impl Network {
     }
 
     /// Numbers a new message and draws its base latency.
+    #[inline]
     pub(crate) fn new_message(&mut self) -> (u64, Duration) {
         self.next_msg += 1;
         let range = self.latency_ns.clone();
@@ -321,15 +333,14 @@ impl Network {
         // order): no task per message. FIFO per link holds because a link's delivery times
         // only grow.
         let earlier = self.in_flight.peek().is_none_or(|first| at < first.at);
-        self.in_flight.push(InFlight {
-            at,
-            id,
+        let payload = Box::new(Message {
             from,
             to,
-            ty: TypeId::of::<M>(),
+            id,
             copies,
-            payload: Box::new(Typed(msg)),
+            msg,
         });
+        self.in_flight.push(InFlight { at, id, payload });
         if !std::mem::replace(&mut self.pump, true) {
             Enqueued::StartPump
         } else if earlier && self.pump_waker.is_some() {
@@ -413,39 +424,44 @@ impl Network {
         self.armed = None;
         while self.in_flight.peek().is_some_and(|m| m.at <= now) {
             let m = self.in_flight.pop().expect("peeked");
-            let mut payload = Some(m.payload);
-            for copy in 1..=m.copies {
-                let reason = if self.is_cut(m.from, m.to) {
-                    Some(DropReason::Partition)
-                } else if is_down(m.to) {
-                    Some(DropReason::Unreachable)
-                } else {
-                    let delivered = match self.mailboxes.get(&(m.to, m.ty)) {
-                        Some(inbox) if copy < m.copies => {
-                            let p = payload.as_ref().expect("the last copy moves it");
-                            p.copy_into(&**inbox, m.from)
-                        }
-                        Some(inbox) => {
-                            let p = payload.take().expect("moved once");
-                            p.move_into(&**inbox, m.from)
-                        }
-                        None => false,
-                    };
-                    (!delivered).then_some(DropReason::Unreachable)
-                };
-                let kind = match reason {
-                    None => EventKind::Deliver {
-                        from: m.from,
-                        msg: m.id,
-                    },
-                    Some(reason) => EventKind::Drop {
-                        to: m.to,
-                        msg: m.id,
-                        reason,
-                    },
-                };
-                record(m.to, kind);
+            m.payload.deliver(self, &is_down, &mut record);
+        }
+    }
+
+    /// Hands one copy of a message to its receiver's endpoint; the event that says so, or why
+    /// it was dropped.
+    fn deliver_one<M: Send + 'static>(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        id: u64,
+        msg: M,
+        is_down: &dyn Fn(NodeId) -> bool,
+    ) -> EventKind {
+        let reason = if self.is_cut(from, to) {
+            Some(DropReason::Partition)
+        } else if is_down(to) {
+            Some(DropReason::Unreachable)
+        } else {
+            let inbox = self
+                .mailboxes
+                .get(&(to, TypeId::of::<M>()))
+                .and_then(|b| b.downcast_ref::<Inbox<M>>());
+            match inbox {
+                Some(inbox) => {
+                    inbox.push(Envelope { from, msg });
+                    None
+                }
+                None => Some(DropReason::Unreachable),
             }
+        };
+        match reason {
+            None => EventKind::Deliver { from, msg: id },
+            Some(reason) => EventKind::Drop {
+                to,
+                msg: id,
+                reason,
+            },
         }
     }
 }

@@ -84,6 +84,7 @@ impl<I: Clone> NodeTable<I> {
     }
 
     /// Whether messages to `node` cannot arrive: it is down or does not exist.
+    #[inline]
     pub(crate) fn is_down(&self, node: NodeId) -> bool {
         self.nodes
             .get(node.index())
