@@ -51,6 +51,7 @@ impl<M> Mailbox<M> {
     }
 
     /// The next message, `None` once closed, or pending (registering `cx`'s waker).
+    #[inline]
     pub(crate) fn poll_recv(&mut self, cx: &Context<'_>) -> Poll<Option<(NodeId, M)>> {
         if let Some(e) = self.queue.pop_front() {
             return Poll::Ready(Some((e.from, e.msg)));
@@ -309,6 +310,7 @@ impl Network {
 
     /// Queues `msg` for delivery at its time (sent at `now`): never before the previous
     /// message on its link, then held back as the faults said.
+    #[inline]
     pub(crate) fn enqueue<M: Clone + Send + 'static>(
         &mut self,
         now: Duration,
@@ -351,6 +353,7 @@ impl Network {
     }
 
     /// Brings the pump's timer forward to `at` (see [`Network::arm`]).
+    #[inline]
     pub(crate) fn rearm(
         &mut self,
         at: Duration,
@@ -365,6 +368,7 @@ impl Network {
     /// Registers the pump's timer for delivery time `at` (whose instant `deadline` gives), to
     /// wake `waker` (the pump's); `timer` makes the timer on first use. A timer registered
     /// earlier for a later time still fires, and the pump finds nothing due then.
+    #[inline]
     fn arm(
         &mut self,
         at: Duration,
@@ -389,6 +393,7 @@ impl Network {
 
     /// The pump's wait at virtual time `now`: ready if a message is due, else pending with the
     /// timer armed for the earliest one. `deadline(at)` is the instant of delivery time `at`.
+    #[inline]
     pub(crate) fn poll_pump(
         &mut self,
         now: Duration,
@@ -430,6 +435,7 @@ impl Network {
 
     /// Hands one copy of a message to its receiver's endpoint; the event that says so, or why
     /// it was dropped.
+    #[inline]
     fn deliver_one<M: Send + 'static>(
         &self,
         from: NodeId,
