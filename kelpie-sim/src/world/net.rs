@@ -141,12 +141,19 @@ impl<M: Clone + Send + 'static> Payload for Message<M> {
             copies,
             msg,
         } = *self;
-        for _ in 1..copies {
-            let kind = net.deliver_one(from, to, id, msg.clone(), is_down);
+        // One call site for every copy (the last one moves the message), so that delivery
+        // folds into this function.
+        let mut msg = Some(msg);
+        for copy in 1..=copies {
+            let this = if copy == copies {
+                msg.take()
+            } else {
+                msg.clone()
+            };
+            let kind =
+                net.deliver_one(from, to, id, this.expect("moved by the last copy"), is_down);
             record(to, kind);
         }
-        let kind = net.deliver_one(from, to, id, msg, is_down);
-        record(to, kind);
     }
 }
 
