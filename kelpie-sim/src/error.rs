@@ -1,10 +1,10 @@
-//! Errors of the simulation core.
+//! Errors of the simulation core: configuration, failed runs, storage operations, liveness.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::fault::FaultStats;
-use crate::sim::SometimesStat;
+use crate::sometimes::SometimesStat;
 use crate::trace::TraceSummary;
 
 /// A configuration that makes no sense; reported before any seed runs.
@@ -175,4 +175,45 @@ impl SimError {
             SimError::Config(_) => None,
         }
     }
+}
+
+/// Errors of storage operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// An I/O error (injected by [`FaultKind::StorageWriteFail`](crate::FaultKind::StorageWriteFail) or
+    /// [`FaultKind::StorageReadFail`](crate::FaultKind::StorageReadFail)).
+    #[error("i/o error during {op}")]
+    Io {
+        /// The operation (`get`, `set`, ...).
+        op: &'static str,
+    },
+    /// The disk is full ([`FaultKind::DiskFull`](crate::FaultKind::DiskFull)); nothing was written.
+    #[error("disk full")]
+    DiskFull,
+    /// A transaction's key changed between its read and its commit.
+    #[error("transaction conflict on key {key:?}")]
+    Conflict {
+        /// The first conflicting key (lossy UTF-8).
+        key: String,
+    },
+    /// The node crashed during the commit ([`FaultKind::CrashDuringTransaction`](crate::FaultKind::CrashDuringTransaction)); the
+    /// transaction was applied entirely or not at all.
+    #[error("node crashed during commit")]
+    Crashed,
+    /// The disk's node is down.
+    #[error("node is down")]
+    NodeDown,
+}
+
+/// The liveness phase's property did not hold in time; see [`SimEnv::eventually`](crate::SimEnv::eventually).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("liveness: `{property}` did not hold within {budget:?} (checked from {since:?} of virtual time on)")]
+pub struct LivenessError {
+    /// The property's name.
+    pub property: String,
+    /// The virtual-time budget it had.
+    pub budget: Duration,
+    /// Virtual time at which checking started.
+    pub since: Duration,
 }

@@ -17,6 +17,16 @@
 //! assert!(report.output.is_err()); // the fault reached the write
 //! assert_eq!(report.faults.fired(FaultKind::StorageWriteFail), 1);
 //! ```
+//!
+//! Layout: `config` (settings), `ids`, `rng` (seeded streams), `fault/` (fault specs and the
+//! injector), `trace` (events and their hash), `world/` (the one owner of a run's state: node
+//! table, disks, network, tasks as plain values, and every rule that touches several of
+//! them), `env/` (the handles a test holds, which call the world), `run/` (`Simulation`, the
+//! seed thread, reports), `log` (captured `tracing` lines), `error`, `history/` (the
+//! linearizability checker).
+
+// The one exception is `run/seed_thread.rs`, which joins a seed thread with a deadline.
+#![deny(unsafe_code)]
 
 #[cfg(all(not(madsim), not(kelpie_rustflags_set)))]
 compile_error!(
@@ -35,45 +45,54 @@ compile_error!(
 );
 
 #[cfg(madsim)]
+mod config;
+#[cfg(madsim)]
+mod env;
+#[cfg(madsim)]
 mod error;
 #[cfg(madsim)]
 mod fault;
+mod hash;
 pub mod history;
+#[cfg(madsim)]
+mod ids;
 #[cfg(madsim)]
 mod log;
 #[cfg(madsim)]
-mod net;
-#[cfg(madsim)]
-mod node;
-#[cfg(madsim)]
 mod rng;
-
-mod seed_thread;
 #[cfg(madsim)]
-mod sim;
+mod run;
 #[cfg(madsim)]
-mod storage;
+mod sometimes;
+#[cfg(madsim)]
+mod sync;
+#[cfg(madsim)]
+mod time;
 #[cfg(madsim)]
 mod trace;
+#[cfg(madsim)]
+mod world;
 
 #[cfg(madsim)]
 pub use crate::{
-    error::{ConfigError, FailedRun, Failure, SimError},
+    config::SimConfig,
+    env::{sometimes, Endpoint, NodeBuilder, SimEnv, SimNetwork, SimStorage, Transaction},
+    error::{ConfigError, FailedRun, Failure, LivenessError, SimError, StorageError},
     fault::{
         swarm_plan, Category, FaultInfo, FaultKind, FaultSchedule, FaultSpec, FaultStat,
         FaultStats, OpKind, OptionInfo, ParamInfo, ParamKind, FAULT_OPTIONS, FAULT_TABLE,
         MAX_FAULTS, OP_TABLE,
     },
+    ids::NodeId,
     log::LogConfig,
-    net::{Endpoint, SimNetwork},
-    node::{LivenessError, NodeBuilder, NodeId, NodeStatus},
     rng::{RngHandle, SimRng},
-    sim::{sometimes, RunReport, SimConfig, SimEnv, Simulation, SometimesStat},
-    storage::{SimStorage, StorageError, Transaction},
+    run::{RunReport, Simulation},
+    sometimes::SometimesStat,
     trace::{
         first_divergence, stable_hash, DropReason, EventKind, NodeAction, StableHasher, TraceEvent,
         TraceMode, TraceSummary,
     },
+    world::nodes::NodeStatus,
 };
 
 /// madsim's join handle, returned by [`SimEnv::spawn`].

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
@@ -142,12 +143,12 @@ impl<'a> MakeWriter<'a> for Sink {
     }
 }
 
-/// `[    1.234567s]`: virtual time since the run started.
-struct VirtualTime;
+/// `[    1.234567s]`: virtual time since the run started, as the run's clock says.
+struct VirtualTime(fn() -> Option<Duration>);
 
 impl FormatTime for VirtualTime {
     fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        match crate::sim::current_elapsed() {
+        match (self.0)() {
             Some(t) => write!(w, "[{:>12.6}s]", t.as_secs_f64()),
             None => write!(w, "[{:>13}]", "setup"),
         }
@@ -166,10 +167,11 @@ fn keep_two_dispatchers() {
         .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
 }
 
-/// Installs the capturing subscriber on this (seed) thread for as long as the guard lives.
-/// `None` when the filter is `off`.
+/// Installs the capturing subscriber on this (seed) thread for as long as the guard lives;
+/// `clock` stamps each line (`None`: not in a run yet). `None` when the filter is `off`.
 pub(crate) fn install(
     config: &LogConfig,
+    clock: fn() -> Option<Duration>,
 ) -> Option<(Arc<Capture>, tracing::subscriber::DefaultGuard)> {
     if config.is_off() {
         return None;
@@ -183,7 +185,7 @@ pub(crate) fn install(
     });
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(Sink(capture.clone()))
-        .with_timer(VirtualTime)
+        .with_timer(VirtualTime(clock))
         .with_ansi(false)
         .with_target(true);
     let subscriber =

@@ -12,12 +12,7 @@ use std::sync::{Arc, Mutex};
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-/// SplitMix64's finalizer: a bijective, well-mixing function on `u64`.
-pub(crate) const fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+use crate::hash::mix64;
 
 /// FNV-1a over bytes: a stable hash of a stream's label.
 const fn label_hash(label: &str) -> u64 {

@@ -403,27 +403,6 @@ fn operations_record_virtual_times() {
 }
 
 #[test]
-fn the_history_hasher_is_the_trace_hasher() {
-    // Two copies of one function (the history module is a leaf): they must agree, or
-    // partition keys would differ from what the rest of Kelpie reports for the same key.
-    for key in [
-        &b""[..],
-        b"a",
-        b"key/17",
-        b"a longer key of more than eight bytes",
-    ] {
-        assert_eq!(
-            kelpie_sim::history::stable_hash(key),
-            kelpie_sim::stable_hash(key)
-        );
-    }
-    assert_eq!(
-        kelpie_sim::history::PartitionKey::of(&7u8).get(),
-        kelpie_sim::stable_hash(&7u8)
-    );
-}
-
-#[test]
 fn a_witness_is_written_as_svg() {
     // A planted stale read under network faults, as above.
     let (verdict, _) = (0..SEEDS)

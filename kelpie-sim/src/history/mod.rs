@@ -88,7 +88,7 @@ impl Timestamp for Duration {
 }
 
 #[cfg(madsim)]
-impl Timestamp for crate::sim::SimEnv {
+impl Timestamp for crate::env::SimEnv {
     fn timestamp(&self) -> Duration {
         self.elapsed()
     }

@@ -1,0 +1,181 @@
+//! What a trace records: [`TraceEvent`]s and their kinds, and how they print.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fault::{FaultKind, OpKind};
+use crate::ids::NodeId;
+
+/// What a node did, for [`EventKind::Node`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeAction {
+    /// The node was created.
+    Create,
+    /// The node was killed: tasks dropped, volatile state lost.
+    Kill,
+    /// The node was restarted (its init closure re-run).
+    Restart,
+    /// The node stopped running tasks.
+    Pause,
+    /// The node resumed.
+    Resume,
+}
+
+/// Why a message was not delivered, for [`EventKind::Drop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// A [`FaultKind::PacketLoss`] fault.
+    Loss,
+    /// A partition between sender and receiver.
+    Partition,
+    /// The receiver is down (killed) or has no endpoint for the message's type.
+    Unreachable,
+}
+
+/// What a traced event was.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A task was spawned through [`SimEnv::spawn`](crate::SimEnv::spawn).
+    Spawn {
+        /// The task's sequence number in this run.
+        task: u64,
+    },
+    /// A [`SimEnv::sleep`](crate::SimEnv::sleep) timer fired.
+    Timer {
+        /// How long the task slept.
+        slept: Duration,
+    },
+    /// A fault fired.
+    Fault {
+        /// Which fault.
+        fault: FaultKind,
+        /// Its display name (a custom fault's own name).
+        name: Arc<str>,
+        /// The operation it fired on.
+        op: OpKind,
+    },
+    /// A storage operation completed.
+    Storage {
+        /// Which operation.
+        op: OpKind,
+        /// The key (or prefix, for a scan; empty for commit and sync), shared with the disk.
+        key: Arc<[u8]>,
+        /// Hash of the value written or read (`0` for none).
+        value: u64,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// A message was sent.
+    Send {
+        /// Receiver.
+        to: NodeId,
+        /// Message sequence number in this run.
+        msg: u64,
+        /// Stable hash of the message's content.
+        content: u64,
+    },
+    /// A message was delivered to its receiver.
+    Deliver {
+        /// Sender.
+        from: NodeId,
+        /// Message sequence number.
+        msg: u64,
+    },
+    /// A message was dropped.
+    Drop {
+        /// Receiver.
+        to: NodeId,
+        /// Message sequence number.
+        msg: u64,
+        /// Why.
+        reason: DropReason,
+    },
+    /// A network partition was created or healed.
+    Partition {
+        /// The other side (the event's node is one side).
+        peer: NodeId,
+        /// `true` if only traffic from the event's node to `peer` is cut.
+        one_way: bool,
+        /// `true` when created, `false` when healed.
+        cut: bool,
+    },
+    /// A node lifecycle change.
+    Node {
+        /// What happened.
+        action: NodeAction,
+    },
+    /// A node's clock offset changed.
+    Clock {
+        /// New offset from virtual time, in nanoseconds (may be negative).
+        offset_ns: i64,
+    },
+    /// An event the test recorded with [`SimEnv::trace`](crate::SimEnv::trace).
+    User {
+        /// The test's label.
+        label: String,
+    },
+}
+
+/// One event of a run's trace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TraceEvent {
+    /// Virtual time since the start of the run.
+    pub at: Duration,
+    /// The node it happened on.
+    pub node: NodeId,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+fn fmt_bytes(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    write!(f, "\"")?;
+    for &b in bytes.iter().take(64) {
+        if b.is_ascii_graphic() || b == b' ' {
+            write!(f, "{}", b as char)?;
+        } else {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    if bytes.len() > 64 {
+        write!(f, "…")?;
+    }
+    write!(f, "\"")
+}
+
+impl fmt::Display for TraceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{:>12.6}s] {} ", self.at.as_secs_f64(), self.node)?;
+        match &self.kind {
+            EventKind::Spawn { task } => write!(f, "spawn task#{task}"),
+            EventKind::Timer { slept } => write!(f, "timer fired after {slept:?}"),
+            EventKind::Fault { name, op, .. } => write!(f, "FAULT {name} on {}", op.name()),
+            EventKind::Storage { op, key, value, ok } => {
+                write!(f, "storage {} ", op.name())?;
+                fmt_bytes(f, key)?;
+                if *value != 0 {
+                    write!(f, " value#{value:016x}")?;
+                }
+                write!(f, " -> {}", if *ok { "ok" } else { "err" })
+            }
+            EventKind::Send { to, msg, content } => {
+                write!(f, "send msg#{msg} to {to} content#{content:016x}")
+            }
+            EventKind::Deliver { from, msg } => write!(f, "deliver msg#{msg} from {from}"),
+            EventKind::Drop { to, msg, reason } => {
+                write!(f, "drop msg#{msg} to {to} ({reason:?})")
+            }
+            EventKind::Partition { peer, one_way, cut } => {
+                let arrow = if *one_way { "->" } else { "<->" };
+                let what = if *cut { "partition" } else { "heal" };
+                write!(f, "{what} {arrow} {peer}")
+            }
+            EventKind::Node { action } => write!(f, "node {action:?}"),
+            EventKind::Clock { offset_ns } => {
+                write!(f, "clock offset {:+.3}ms", *offset_ns as f64 / 1e6)
+            }
+            EventKind::User { label } => write!(f, "user: {label}"),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Fault decisions, each traced with the event of the fault that fired.
+
+use std::time::Duration;
+
+use crate::fault::{FaultKind, FaultStats, Fired, OpKind};
+use crate::ids::NodeId;
+use crate::trace::{EventKind, TraceEvent};
+
+use super::{State, World};
+
+impl World {
+    /// Considers the faults that apply to `op` on `node` and traces those that fired.
+    pub(crate) fn decide(&self, op: OpKind, node: NodeId, key: Option<&[u8]>) -> Vec<Fired> {
+        if self.fault_ops & (1 << op as u32) == 0 {
+            return Vec::new();
+        }
+        let at = self.elapsed();
+        self.decide_locked(&mut self.lock(), at, op, node, key)
+    }
+
+    /// [`World::decide`] under a lock the caller holds, at virtual time `at`.
+    pub(super) fn decide_locked(
+        &self,
+        st: &mut State,
+        at: Duration,
+        op: OpKind,
+        node: NodeId,
+        key: Option<&[u8]>,
+    ) -> Vec<Fired> {
+        if !st.faults.any_for(op) {
+            return Vec::new();
+        }
+        let name = st.nodes.name(node).clone();
+        let fired = st.faults.decide(op, &name, key, None, at);
+        for f in &fired {
+            let kind = EventKind::Fault {
+                fault: f.spec.kind(),
+                name: f.name.clone(),
+                op,
+            };
+            st.trace.record(TraceEvent { at, node, kind });
+        }
+        fired
+    }
+
+    /// Whether the custom fault named `name` fires now on `node` (traced if it does).
+    pub(crate) fn custom_fault(self: &std::sync::Arc<Self>, node: NodeId, name: &str) -> bool {
+        self.catch_up();
+        let at = self.elapsed();
+        let mut st = self.lock();
+        if !st.faults.any_for(OpKind::Custom) {
+            return false;
+        }
+        let node_name = st.nodes.name(node).clone();
+        let fired = st
+            .faults
+            .decide(OpKind::Custom, &node_name, None, Some(name), at);
+        for f in &fired {
+            let kind = EventKind::Fault {
+                fault: FaultKind::Custom,
+                name: f.name.clone(),
+                op: OpKind::Custom,
+            };
+            st.trace.record(TraceEvent { at, node, kind });
+        }
+        !fired.is_empty()
+    }
+
+    /// A value in `range` from declared fault `index`'s own stream.
+    pub(crate) fn draw(&self, index: usize, range: std::ops::Range<u64>) -> u64 {
+        self.lock().faults.draw(index, range)
+    }
+
+    /// Declared fault `index`'s millisecond parameter `name` (or its default).
+    pub(crate) fn fault_param(&self, index: usize, name: &str) -> Option<u64> {
+        self.plan[index].param(name)
+    }
+
+    /// How often each declared fault was considered and fired so far.
+    pub(crate) fn fault_stats(&self) -> FaultStats {
+        self.lock().faults.stats()
+    }
+}

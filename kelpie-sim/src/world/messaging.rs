@@ -1,0 +1,153 @@
+//! Messages between nodes: binding endpoints, sending (the network faults' decisions and
+//! their trace events), and the delivery pump that hands messages over at their time.
+
+use std::hash::Hash;
+use std::panic::Location;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::fault::{FaultKind, Fired, OpKind};
+use crate::ids::NodeId;
+use crate::trace::{stable_hash, DropReason, EventKind, TraceEvent};
+
+use super::net::{Enqueued, Outgoing, SharedMailbox};
+use super::{State, World};
+
+impl State {
+    /// What the network faults that fired do to a message: a delay, a hold-back (reordering),
+    /// a second copy, each amount drawn from the fault's own stream; `true` if it is lost.
+    #[inline]
+    fn apply_send_faults(&mut self, fired: &[Fired], out: &mut Outgoing) -> bool {
+        let mut lost = false;
+        for f in fired {
+            let max = Duration::from_millis(f.spec.param("max_ms").unwrap_or(0).max(1));
+            let mut extra =
+                || Duration::from_nanos(self.faults.draw(f.index, 1..max.as_nanos() as u64 + 1));
+            match f.spec.kind() {
+                FaultKind::PacketLoss => lost = true,
+                FaultKind::NetworkDelay => out.latency += extra(),
+                FaultKind::MessageReorder => out.hold_back += extra(),
+                FaultKind::MessageDuplicate => out.copies = 2,
+                _ => {}
+            }
+        }
+        lost
+    }
+}
+
+impl World {
+    /// Binds `node`'s endpoint for messages of type `M`, replacing (and closing) an earlier
+    /// binding.
+    pub(crate) fn bind<M: Send + 'static>(&self, node: NodeId) -> SharedMailbox<M> {
+        let (mailbox, old) = self.lock().net.bind::<M>(node);
+        // Closed outside the world's lock: closing wakes the old endpoint's receivers.
+        drop(old);
+        mailbox
+    }
+
+    /// Sends `msg` from `from` to `to`'s endpoint for `M`, as the network faults and the
+    /// partitions allow.
+    pub(crate) fn send<M: Hash + Clone + Send + 'static>(
+        self: &Arc<Self>,
+        from: NodeId,
+        to: NodeId,
+        msg: M,
+    ) {
+        self.catch_up();
+        let now = self.elapsed();
+        let content = stable_hash(&msg);
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let fired = self.decide_locked(st, now, OpKind::Send, from, None);
+        let (id, latency) = st.net.new_message();
+        let mut out = Outgoing {
+            from,
+            to,
+            id,
+            latency,
+            hold_back: Duration::ZERO,
+            copies: 1,
+        };
+        let lost = st.apply_send_faults(&fired, &mut out);
+        let at = now;
+        st.trace.record(TraceEvent {
+            at,
+            node: from,
+            kind: EventKind::Send {
+                to,
+                msg: id,
+                content,
+            },
+        });
+        if lost || st.net.is_cut(from, to) {
+            let reason = if lost {
+                DropReason::Loss
+            } else {
+                DropReason::Partition
+            };
+            let kind = EventKind::Drop {
+                to,
+                msg: id,
+                reason,
+            };
+            st.trace.record(TraceEvent {
+                at,
+                node: from,
+                kind,
+            });
+            return;
+        }
+        match st.net.enqueue(now, out, msg) {
+            Enqueued::Nothing => {}
+            Enqueued::StartPump => {
+                drop(guard);
+                self.start_pump();
+            }
+            Enqueued::Earlier(at) => {
+                let deadline = || self.now_instant() + (at - now);
+                st.net.rearm(at, deadline, || self.timer());
+            }
+        }
+    }
+
+    /// The delivery pump: sleeps until the earliest message in flight is due, then delivers
+    /// everything due, in order. It is woken only by its timer: a send that brings the
+    /// earliest delivery forward re-registers the timer itself.
+    fn start_pump(self: &Arc<Self>) {
+        let site = Location::caller();
+        let w = self.clone();
+        let task = self.sys().spawn(async move {
+            loop {
+                std::future::poll_fn(|cx| {
+                    let now = w.elapsed();
+                    let deadline = |at| w.now_instant() + (at - now);
+                    let poll = w.lock().net.poll_pump(now, cx, deadline, || w.timer());
+                    if poll.is_ready() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+                let now = w.elapsed();
+                let mut guard = w.lock();
+                let st = &mut *guard;
+                let nodes = &st.nodes;
+                let trace = &mut st.trace;
+                st.net.deliver_due(
+                    now,
+                    |to| nodes.is_down(to),
+                    |node, kind| {
+                        trace.record(TraceEvent {
+                            at: now,
+                            node,
+                            kind,
+                        })
+                    },
+                );
+            }
+        });
+        self.lock().tasks.track(&task, None, site);
+    }
+}

@@ -1,0 +1,480 @@
+//! The network model: base latency, FIFO links, partitions, messages in flight and the bound
+//! endpoints' mailboxes.
+//!
+//! A message is delivered after a base latency drawn from the network's own stream, in FIFO
+//! order per link (sender, receiver); a message held back (reordered) does not hold back the
+//! ones behind it. A cut link drops messages sent over it and messages in flight when they
+//! arrive. A plain value: the fault decisions, the node table and the trace are the world's, and
+//! reach it as arguments (the latency a fault adds, whether a receiver is down, where events go).
+
+use std::any::{Any, TypeId};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::future::Future as _;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::ids::NodeId;
+use crate::rng::SimRng;
+use crate::sync::lock;
+use crate::time::nanos;
+use crate::trace::{DropReason, EventKind};
+
+/// A message as delivered: sender and payload.
+#[derive(Debug)]
+struct Envelope<M> {
+    from: NodeId,
+    msg: M,
+}
+
+/// One endpoint's queue of delivered messages and the tasks waiting on it.
+pub(crate) struct Mailbox<M> {
+    queue: VecDeque<Envelope<M>>,
+    waiters: Vec<Waker>,
+    /// Replaced by a new binding, or its node was killed: `recv` returns `None`.
+    closed: bool,
+}
+
+/// A mailbox shared by an endpoint (which receives) and the network (which delivers).
+pub(crate) type SharedMailbox<M> = Arc<Mutex<Mailbox<M>>>;
+
+impl<M> Mailbox<M> {
+    fn shared() -> SharedMailbox<M> {
+        Arc::new(Mutex::new(Mailbox {
+            queue: VecDeque::new(),
+            waiters: Vec::new(),
+            closed: false,
+        }))
+    }
+
+    /// The next message, `None` once closed, or pending (registering `cx`'s waker).
+    #[inline]
+    pub(crate) fn poll_recv(&mut self, cx: &Context<'_>) -> Poll<Option<(NodeId, M)>> {
+        if let Some(e) = self.queue.pop_front() {
+            return Poll::Ready(Some((e.from, e.msg)));
+        }
+        if self.closed {
+            return Poll::Ready(None);
+        }
+        if !self.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            self.waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The next message if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Option<(NodeId, M)> {
+        let e = self.queue.pop_front()?;
+        Some((e.from, e.msg))
+    }
+
+    /// Messages queued.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the binding was replaced or its node killed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// The network's side of a bound endpoint. Dropping it (a new binding, the node killed)
+/// closes the mailbox: queued messages are lost, waiting receivers get `None`.
+struct Inbox<M>(SharedMailbox<M>);
+
+impl<M> Inbox<M> {
+    /// Queues a message and wakes every waiting receiver (each re-checks the queue, so a
+    /// receiver that stopped waiting cannot swallow the wake-up).
+    /// Waking only schedules the tasks (madsim polls them later), so it is done under the
+    /// lock, keeping the waiter list's allocation.
+    fn push(&self, envelope: Envelope<M>) {
+        let mut mb = lock(&self.0);
+        mb.queue.push_back(envelope);
+        mb.waiters.drain(..).for_each(Waker::wake);
+    }
+}
+
+impl<M> Drop for Inbox<M> {
+    fn drop(&mut self) {
+        let mut mb = lock(&self.0);
+        mb.closed = true;
+        mb.queue.clear();
+        mb.waiters.drain(..).for_each(Waker::wake);
+    }
+}
+
+/// A message in flight with its type erased: hands itself (all its copies) to its receiver.
+trait Payload: Send {
+    /// Delivers each copy (or drops it), reporting an event per copy to `record`.
+    fn deliver(
+        self: Box<Self>,
+        net: &Network,
+        is_down: &dyn Fn(NodeId) -> bool,
+        record: &mut dyn FnMut(NodeId, EventKind),
+    );
+}
+
+/// A message of type `M` with its route.
+struct Message<M> {
+    from: NodeId,
+    to: NodeId,
+    id: u64,
+    copies: u8,
+    msg: M,
+}
+
+impl<M: Clone + Send + 'static> Payload for Message<M> {
+    fn deliver(
+        self: Box<Self>,
+        net: &Network,
+        is_down: &dyn Fn(NodeId) -> bool,
+        record: &mut dyn FnMut(NodeId, EventKind),
+    ) {
+        let Message {
+            from,
+            to,
+            id,
+            copies,
+            msg,
+        } = *self;
+        // One call site for every copy (the last one moves the message), so that delivery
+        // folds into this function.
+        let mut msg = Some(msg);
+        for copy in 1..=copies {
+            let this = if copy == copies {
+                msg.take()
+            } else {
+                msg.clone()
+            };
+            let kind =
+                net.deliver_one(from, to, id, this.expect("moved by the last copy"), is_down);
+            record(to, kind);
+        }
+    }
+}
+
+/// A message in flight, ordered for a min-heap by delivery time, then send order.
+struct InFlight {
+    at: Duration,
+    id: u64,
+    payload: Box<dyn Payload>,
+}
+
+impl InFlight {
+    fn key(&self) -> (Duration, u64) {
+        (self.at, self.id)
+    }
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for InFlight {}
+
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InFlight {
+    /// Reversed: `BinaryHeap` is a max-heap, the earliest delivery must be on top.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key().cmp(&self.key())
+    }
+}
+
+/// What a queued message asks of the delivery pump.
+pub(crate) enum Enqueued {
+    /// Nothing: the pump's timer is already set early enough.
+    Nothing,
+    /// The pump is not running yet: start it.
+    StartPump,
+    /// The message is due before every other: bring the pump's timer forward to its time.
+    Earlier(Duration),
+}
+
+/// A message to send, with what the faults decided for it.
+pub(crate) struct Outgoing {
+    pub(crate) from: NodeId,
+    pub(crate) to: NodeId,
+    pub(crate) id: u64,
+    pub(crate) latency: Duration,
+    /// How long a reordering fault holds it back beyond its FIFO place.
+    pub(crate) hold_back: Duration,
+    /// 2 if a fault duplicates it.
+    pub(crate) copies: u8,
+}
+
+/// The network state of one run.
+pub(crate) struct Network {
+    rng: SimRng,
+    /// Base latency range in nanoseconds ([`SimConfig::net_latency`](crate::SimConfig)).
+    latency_ns: Range<u64>,
+    next_msg: u64,
+    /// Cut links, with how many partitions cut each (a link heals when all have healed).
+    cuts: BTreeMap<(NodeId, NodeId), u32>,
+    /// Delivery time of the last message on each link, for FIFO order.
+    last_delivery: BTreeMap<(NodeId, NodeId), Duration>,
+    /// Messages in flight, earliest delivery (then earliest sent) on top.
+    in_flight: BinaryHeap<InFlight>,
+    /// Whether the delivery pump runs (started by the first send).
+    pump: bool,
+    /// The pump task's waker, once it has run.
+    pump_waker: Option<Waker>,
+    /// The pump's timer, registered with the pump's waker for the earliest delivery (by the
+    /// pump, or by a send that brings the earliest delivery forward, without waking the pump).
+    pump_timer: Option<Pin<Box<madsim::time::Sleep>>>,
+    /// The delivery time the timer was last registered for.
+    armed: Option<Duration>,
+    /// Bound endpoints: (node, message type) -> `Inbox<M>`.
+    mailboxes: BTreeMap<(NodeId, TypeId), Box<dyn Any + Send>>,
+}
+
+impl Network {
+    pub(crate) fn new(seed: u64, latency: &Range<Duration>) -> Self {
+        Network {
+            rng: SimRng::stream(seed, "network", 0),
+            latency_ns: nanos(latency.start)..nanos(latency.end),
+            next_msg: 0,
+            cuts: BTreeMap::new(),
+            last_delivery: BTreeMap::new(),
+            in_flight: BinaryHeap::new(),
+            pump: false,
+            pump_waker: None,
+            pump_timer: None,
+            armed: None,
+            mailboxes: BTreeMap::new(),
+        }
+    }
+
+    /// Drops every message in flight and every mailbox (the run is over).
+    pub(crate) fn clear(&mut self) {
+        self.in_flight.clear();
+        self.mailboxes.clear();
+        self.pump_timer = None;
+        self.pump_waker = None;
+    }
+
+    /// The node-kill hook: a killed node loses its endpoints and every message queued in them.
+    pub(crate) fn reset_node(&mut self, node: NodeId) {
+        self.mailboxes.retain(|(n, _), _| *n != node);
+    }
+
+    /// Binds `node`'s endpoint for messages of type `M`; returns its mailbox and the binding
+    /// it replaces (to be dropped, which closes it, outside the caller's locks).
+    pub(crate) fn bind<M: Send + 'static>(
+        &mut self,
+        node: NodeId,
+    ) -> (SharedMailbox<M>, Option<Box<dyn Any + Send>>) {
+        let mailbox = Mailbox::shared();
+        let key = (node, TypeId::of::<M>());
+        let old = self.mailboxes.insert(key, Box::new(Inbox(mailbox.clone())));
+        (mailbox, old)
+    }
+
+    #[inline]
+    pub(crate) fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
+        self.cuts.contains_key(&(from, to))
+    }
+
+    /// Cuts the link from `from` to `to` (once more, if already cut).
+    pub(crate) fn cut(&mut self, from: NodeId, to: NodeId) {
+        *self.cuts.entry((from, to)).or_insert(0) += 1;
+    }
+
+    /// Heals one cut of the link from `from` to `to`.
+    pub(crate) fn heal(&mut self, from: NodeId, to: NodeId) {
+        if let Some(n) = self.cuts.get_mut(&(from, to)) {
+            *n -= 1;
+            if *n == 0 {
+                self.cuts.remove(&(from, to));
+            }
+        }
+    }
+
+    /// Heals every cut link; returns them, in order.
+    pub(crate) fn heal_all(&mut self) -> Vec<(NodeId, NodeId)> {
+        std::mem::take(&mut self.cuts).into_keys().collect()
+    }
+
+    /// Numbers a new message and draws its base latency.
+    #[inline]
+    pub(crate) fn new_message(&mut self) -> (u64, Duration) {
+        self.next_msg += 1;
+        let range = self.latency_ns.clone();
+        let latency =
+            Duration::from_nanos(range.start + self.rng.gen_range(0..range.end - range.start));
+        (self.next_msg, latency)
+    }
+
+    /// Queues `msg` for delivery at its time (sent at `now`): never before the previous
+    /// message on its link, then held back as the faults said.
+    #[inline]
+    pub(crate) fn enqueue<M: Clone + Send + 'static>(
+        &mut self,
+        now: Duration,
+        out: Outgoing,
+        msg: M,
+    ) -> Enqueued {
+        let Outgoing {
+            from,
+            to,
+            id,
+            latency,
+            hold_back,
+            copies,
+        } = out;
+        // FIFO per link: never deliver before the previous message on this link. A held-back
+        // (reordered) message does not hold back the ones behind it.
+        let last = self.last_delivery.entry((from, to)).or_default();
+        let at = (now + latency).max(*last + Duration::from_nanos(1));
+        *last = at;
+        let at = at + hold_back;
+        // One delivery pump per run hands every message over at its time, in (time, send
+        // order): no task per message. FIFO per link holds because a link's delivery times
+        // only grow.
+        let earlier = self.in_flight.peek().is_none_or(|first| at < first.at);
+        let payload = Box::new(Message {
+            from,
+            to,
+            id,
+            copies,
+            msg,
+        });
+        self.in_flight.push(InFlight { at, id, payload });
+        if !std::mem::replace(&mut self.pump, true) {
+            Enqueued::StartPump
+        } else if earlier && self.pump_waker.is_some() {
+            Enqueued::Earlier(at)
+        } else {
+            Enqueued::Nothing
+        }
+    }
+
+    /// Brings the pump's timer forward to `at` (see [`Network::arm`]).
+    #[inline]
+    pub(crate) fn rearm(
+        &mut self,
+        at: Duration,
+        deadline: impl FnOnce() -> Instant,
+        timer: impl FnOnce() -> madsim::time::Sleep,
+    ) {
+        if let Some(waker) = self.pump_waker.clone() {
+            self.arm(at, deadline, timer, &waker);
+        }
+    }
+
+    /// Registers the pump's timer for delivery time `at` (whose instant `deadline` gives), to
+    /// wake `waker` (the pump's); `timer` makes the timer on first use. A timer registered
+    /// earlier for a later time still fires, and the pump finds nothing due then.
+    #[inline]
+    fn arm(
+        &mut self,
+        at: Duration,
+        deadline: impl FnOnce() -> Instant,
+        timer: impl FnOnce() -> madsim::time::Sleep,
+        waker: &Waker,
+    ) {
+        if self.armed == Some(at) {
+            return;
+        }
+        self.armed = Some(at);
+        let timer = self.pump_timer.get_or_insert_with(|| Box::pin(timer()));
+        timer.as_mut().reset(deadline());
+        if timer
+            .as_mut()
+            .poll(&mut Context::from_waker(waker))
+            .is_ready()
+        {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// The pump's wait at virtual time `now`: ready if a message is due, else pending with the
+    /// timer armed for the earliest one. `deadline(at)` is the instant of delivery time `at`.
+    #[inline]
+    pub(crate) fn poll_pump(
+        &mut self,
+        now: Duration,
+        cx: &Context<'_>,
+        deadline: impl FnOnce(Duration) -> Instant,
+        timer: impl FnOnce() -> madsim::time::Sleep,
+    ) -> Poll<()> {
+        if !self
+            .pump_waker
+            .as_ref()
+            .is_some_and(|k| k.will_wake(cx.waker()))
+        {
+            self.pump_waker = Some(cx.waker().clone());
+        }
+        match self.in_flight.peek().map(|m| m.at) {
+            Some(at) if at <= now => Poll::Ready(()),
+            Some(at) => {
+                self.arm(at, || deadline(at), timer, cx.waker());
+                Poll::Pending
+            }
+            None => Poll::Pending,
+        }
+    }
+
+    /// Delivers (or drops) every message due at `now`, in order, each copy reporting its
+    /// event to `record` (on the receiver's node). `is_down` says whether a receiver is down.
+    pub(crate) fn deliver_due(
+        &mut self,
+        now: Duration,
+        is_down: impl Fn(NodeId) -> bool,
+        mut record: impl FnMut(NodeId, EventKind),
+    ) {
+        self.armed = None;
+        while self.in_flight.peek().is_some_and(|m| m.at <= now) {
+            let m = self.in_flight.pop().expect("peeked");
+            m.payload.deliver(self, &is_down, &mut record);
+        }
+    }
+
+    /// Hands one copy of a message to its receiver's endpoint; the event that says so, or why
+    /// it was dropped.
+    #[inline]
+    fn deliver_one<M: Send + 'static>(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        id: u64,
+        msg: M,
+        is_down: &dyn Fn(NodeId) -> bool,
+    ) -> EventKind {
+        let reason = if self.is_cut(from, to) {
+            Some(DropReason::Partition)
+        } else if is_down(to) {
+            Some(DropReason::Unreachable)
+        } else {
+            let inbox = self
+                .mailboxes
+                .get(&(to, TypeId::of::<M>()))
+                .and_then(|b| b.downcast_ref::<Inbox<M>>());
+            match inbox {
+                Some(inbox) => {
+                    inbox.push(Envelope { from, msg });
+                    None
+                }
+                None => Some(DropReason::Unreachable),
+            }
+        };
+        match reason {
+            None => EventKind::Deliver { from, msg: id },
+            Some(reason) => EventKind::Drop {
+                to,
+                msg: id,
+                reason,
+            },
+        }
+    }
+}
