@@ -73,32 +73,65 @@ const USAGE_ERROR: u8 = 2;
 /// Runs every registered test, one trial per seed, plus the lint trials; parses libtest's
 /// command line and the `KELPIE_*` variables ([`ENV_VARS`]).
 ///
-/// Exit code: 0 if every trial passed, 101 if one failed, 2 for a bad `KELPIE_*` value.
+/// Exit code: 0 if every trial passed, 101 if one failed (or the process was ended early by
+/// test code), 2 for a bad `KELPIE_*` value or a `KELPIE_SEED` run that selects no trial.
 pub fn main() -> ExitCode {
-    let vars = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())));
-    let parsed = match env::parse_env(vars) {
-        Ok(parsed) => parsed,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return ExitCode::from(USAGE_ERROR);
-        }
+    let Some(mut config) = read_env() else {
+        return ExitCode::from(USAGE_ERROR);
     };
-    for warning in &parsed.warnings {
-        eprintln!("{warning}");
-    }
-    if parsed.config.help {
+    if config.help {
         print!("{}", help::help_text());
         return ExitCode::SUCCESS;
     }
     let args = Arguments::from_args();
-    let mut parsed = parsed;
-    parsed.config.nocapture = args.nocapture;
+    config.nocapture = args.nocapture;
     let invocation = Arc::new(report::Invocation::current());
+    let (trials, session) = plan(&args, &config, &invocation);
+    if let Err(message) = refuse_an_empty_reproduction(&args, &config, &trials) {
+        eprintln!("{message}");
+        return ExitCode::from(USAGE_ERROR);
+    }
+    running::guard_early_exit();
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = session.spawn_progress(args.quiet || args.list, stop.clone());
+    let conclusion = libtest_mimic::run(&args, trials);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    let exit = conclude(&args, &session, conclusion.exit_code());
+    running::finish();
+    exit
+}
+
+/// The `KELPIE_*` settings, with warnings printed; `None` (errors printed) if a value is bad.
+fn read_env() -> Option<env::EnvConfig> {
+    let vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())));
+    match env::parse_env(vars) {
+        Ok(parsed) => {
+            for warning in &parsed.warnings {
+                eprintln!("{warning}");
+            }
+            Some(parsed.config)
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            None
+        }
+    }
+}
+
+/// Every trial of this run (regression seeds first, then every other seed of every test, then
+/// canaries and lints) and the session that records their coverage and failures.
+fn plan(
+    args: &Arguments,
+    config: &env::EnvConfig,
+    invocation: &Arc<report::Invocation>,
+) -> (Vec<Trial>, Arc<session::Session>) {
     let tests = registered();
-    let config = &parsed.config;
     let (regressions, entries) = if config.no_regressions {
         (None, Vec::new())
     } else {
@@ -125,11 +158,10 @@ pub fn main() -> ExitCode {
     session.set_total(
         seeds
             .iter()
-            .filter(|t| selected(&args, &t.name, t.test.options.ignore))
+            .filter(|t| selected(args, &t.name, t.test.options.ignore))
             .count() as u64,
     );
     let session = Arc::new(session);
-    // Regression seeds run first; then every other seed of every test; then canaries and lints.
     let mut trials: Vec<Trial> = seeds
         .into_iter()
         .map(|t| t.into_trial(invocation.clone(), Some(session.clone())))
@@ -139,28 +171,34 @@ pub fn main() -> ExitCode {
             .into_iter()
             .map(|t| t.into_trial(invocation.clone())),
     );
-    trials.extend(lint_trials::lint_trials(&lint_trials::root(), &invocation));
-    if let Some(seed) = config.seed {
-        // A reproduce line that selects nothing must not pass as if it had run.
-        let any = trials
-            .iter()
-            .any(|t| !args.is_filtered_out(t) && !args.is_ignored(t));
-        if !any && !args.list {
-            eprintln!(
-                "error: KELPIE_SEED={seed} is set but the command line selects no trial to run; a seed's \
-                 trials are named `<module>::<test>::seed_{seed}` (list them with -- --list)"
-            );
-            return ExitCode::from(USAGE_ERROR);
-        }
+    trials.extend(lint_trials::lint_trials(&lint_trials::root(), invocation));
+    (trials, session)
+}
+
+/// A reproduce line (`KELPIE_SEED` set) whose filter selects nothing must not pass as if it
+/// had run: `Err` is the message.
+fn refuse_an_empty_reproduction(
+    args: &Arguments,
+    config: &env::EnvConfig,
+    trials: &[Trial],
+) -> Result<(), String> {
+    let Some(seed) = config.seed else {
+        return Ok(());
+    };
+    let any = trials
+        .iter()
+        .any(|t| !args.is_filtered_out(t) && !args.is_ignored(t));
+    if any || args.list {
+        return Ok(());
     }
-    running::guard_early_exit();
-    let stop = Arc::new(AtomicBool::new(false));
-    let progress = session.spawn_progress(args.quiet || args.list, stop.clone());
-    let conclusion = libtest_mimic::run(&args, trials);
-    stop.store(true, Ordering::Relaxed);
-    if let Some(p) = progress {
-        let _ = p.join();
-    }
+    Err(format!(
+        "error: KELPIE_SEED={seed} is set but the command line selects no trial to run; a \
+         seed's trials are named `<module>::<test>::seed_{seed}` (list them with -- --list)"
+    ))
+}
+
+/// Prints the fault coverage, the summary and coverage errors; the exit code.
+fn conclude(args: &Arguments, session: &session::Session, trials_exit: ExitCode) -> ExitCode {
     let (table, errors) = session.finish();
     if !args.list {
         if !table.is_empty() {
@@ -171,9 +209,8 @@ pub fn main() -> ExitCode {
     for e in &errors {
         println!("error: {e}");
     }
-    running::finish();
     if errors.is_empty() {
-        conclusion.exit_code()
+        trials_exit
     } else {
         ExitCode::from(101)
     }
