@@ -416,40 +416,15 @@ impl SeedTrial {
         };
         let seed_failed = !should_fail && facts.is_some();
         let mut facts = facts;
-        let mut replay_note = None;
         // A seed that hit the wall-clock watchdog is not replayed: it would hang as long again.
         let watchdog = matches!(original, Some(Failure::WallTimeout { .. }));
         let capture =
             seed_failed && !nondeterministic && !watchdog && !self.log.live && !self.log.is_off();
-        if let (true, Some(f)) = (capture, facts.as_mut()) {
-            // Replay the failing seed with log capture: deterministic, so the same failure,
-            // now with its log; a different trace means the test is not deterministic.
-            let mut replay = sim.clone();
-            replay.config_mut().log = self.log.clone();
-            if let RunOutcome::Failed { facts: again, .. } | RunOutcome::Passed(again) =
-                self.run_once(&replay)
-            {
-                if again.trace.hash == f.trace.hash {
-                    f.log = again.log;
-                } else {
-                    replay_note = Some(format!(
-                        "warning: replaying this seed to capture its log gave another trace \
-                         ({:#018x}, not {:#018x}): the test is not deterministic",
-                        again.trace.hash, f.trace.hash
-                    ));
-                }
-            }
-        }
-        let mut env = vec![format!("KELPIE_SEED={}", self.seed)];
-        if self.swarm && !self.test.options.swarm {
-            env.push("KELPIE_SWARM=1".to_string());
-        }
-        if let Some(schedule) = &self.schedule {
-            env.push(format!("KELPIE_FAULT_SCHEDULE={schedule}"));
-        }
-        if nondeterministic && self.check == Check::FromEnv {
-            env.push("KELPIE_CHECK_DETERMINISM=1".to_string());
-        }
+        let replay_note = match facts.as_mut() {
+            Some(f) if capture => self.replay_for_log(&sim, f),
+            _ => None,
+        };
+        let env = self.reproduce_env(nondeterministic);
         // Named by the seed alone (`<test>::seed_N`), which `KELPIE_SEED` always creates: a
         // regression trial's own name exists only where the regression file lists it.
         let repro_name = trial_name(self.test, self.seed);
@@ -478,6 +453,43 @@ impl SeedTrial {
             facts,
             seed_failed,
         }
+    }
+
+    /// Replays a failing seed with log capture: deterministic, so the same failure, now with its
+    /// log (moved into `facts`); a different trace means the test is not deterministic, which
+    /// the returned note says.
+    fn replay_for_log(&self, sim: &Simulation, facts: &mut RunFacts) -> Option<String> {
+        let mut replay = sim.clone();
+        replay.config_mut().log = self.log.clone();
+        let (RunOutcome::Failed { facts: again, .. } | RunOutcome::Passed(again)) =
+            self.run_once(&replay)
+        else {
+            return None;
+        };
+        if again.trace.hash == facts.trace.hash {
+            facts.log = again.log;
+            return None;
+        }
+        Some(format!(
+            "warning: replaying this seed to capture its log gave another trace ({:#018x}, not \
+             {:#018x}): the test is not deterministic",
+            again.trace.hash, facts.trace.hash
+        ))
+    }
+
+    /// The `VAR=value` assignments a reproduce line needs besides the seed's trial name.
+    fn reproduce_env(&self, nondeterministic: bool) -> Vec<String> {
+        let mut env = vec![format!("KELPIE_SEED={}", self.seed)];
+        if self.swarm && !self.test.options.swarm {
+            env.push("KELPIE_SWARM=1".to_string());
+        }
+        if let Some(schedule) = &self.schedule {
+            env.push(format!("KELPIE_FAULT_SCHEDULE={schedule}"));
+        }
+        if nondeterministic && self.check == Check::FromEnv {
+            env.push("KELPIE_CHECK_DETERMINISM=1".to_string());
+        }
+        env
     }
 
     /// The libtest-mimic trial. With a session, the seed's fault and `sometimes!` coverage is
