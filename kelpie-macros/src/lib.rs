@@ -13,6 +13,8 @@
 //! collector of `errors`. The tables (faults, attribute keys, forbidden calls) and the
 //! "did you mean" suggestion come from the shared vocabulary crate `kelpie-spec`.
 
+#![forbid(unsafe_code)]
+
 extern crate proc_macro;
 
 mod ast;

@@ -6,6 +6,8 @@
 //! one per line (`file:line:column: message`), and a summary to stderr. Exit status: 0 when clean,
 //! 1 when anything was reported, 2 on bad usage.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
