@@ -2,7 +2,7 @@
 //!
 //! Four nodes run kelpie-actors' real `LeaseManager` against a database node whose disk fails
 //! writes and crashes; node clocks are skewed; a `ClusterChecker` checks LeaseUniqueness and
-//! fencing on every lease event. This is the suite `tests/lease_dst.rs` registers, run here seed
+//! fencing on every lease event. This is the suite `tests/suites/src/lease_dst.rs` registers, run here seed
 //! by seed: first the correct runtime, then the same runtime with a planted bug (a lease that
 //! ignores clock skew), which the checker catches; the failing seed replays exactly.
 //!
@@ -16,11 +16,8 @@ use std::process::ExitCode;
 use kelpie::harness::DstTest;
 use kelpie::{SimConfig, Simulation};
 
-#[path = "../tests/lease_dst.rs"]
-#[allow(dead_code)]
-mod lease_dst;
-#[path = "../tests/support/mod.rs"]
-mod support;
+// The repo's suites (tests/suites), the lease suite among them, registered with the harness.
+use kelpie_suites as _;
 
 fn test(name: &str) -> &'static DstTest {
     kelpie::harness::registered()

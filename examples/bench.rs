@@ -23,14 +23,7 @@ use kelpie::{FaultKind, FaultSpec, SimConfig, SimEnv, Simulation};
 
 // The actor lifecycle suite itself, registered with the harness; run here through its
 // registration so the benchmark measures exactly what `cargo test` runs.
-#[path = "../tests/kv_dst.rs"]
-#[allow(dead_code, clippy::all)]
-mod kv_dst;
-#[path = "../tests/lifecycle_dst.rs"]
-#[allow(dead_code, clippy::all)]
-mod lifecycle_dst;
-#[path = "../tests/support/mod.rs"]
-mod support;
+use kelpie_suites as _;
 
 /// Counts live heap bytes and their peak, across all threads — only while `COUNTING` is on
 /// (the memory pass), so that the timed runs pay nothing for it.

@@ -129,13 +129,6 @@ pub struct NodePlatform {
     kv: NetKv,
 }
 
-impl NodePlatform {
-    /// The node's env.
-    pub fn env(&self) -> &SimEnv {
-        self.sim.env()
-    }
-}
-
 /// Spawns `task` on the current incarnation of the node named `node`; a task spawned on a
 /// node that is down never runs (its handle reports it cancelled).
 pub fn spawn_on<F>(node: &str, task: F) -> madsim::task::JoinHandle<F::Output>
@@ -302,31 +295,9 @@ impl<S: Clone + Send + Sync + 'static> Cluster<S> {
         }
     }
 
-    /// Runs `f` with node `name`'s current service, on that node. `None` if the node is
-    /// down or crashed before `f` finished.
-    pub async fn on<T, Fut>(&self, name: &str, f: impl FnOnce(S) -> Fut) -> Option<T>
-    where
-        Fut: Future<Output = T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let service = self.services.lock().unwrap().get(name).cloned()?;
-        run_on(name, f(service)).await
-    }
-
-    /// Node `name`'s current service (its latest incarnation's, even if down).
-    pub fn service(&self, name: &str) -> Option<S> {
-        self.services.lock().unwrap().get(name).cloned()
-    }
-
     /// A handle on the current services, for tasks that outlive a borrow of the cluster.
     pub fn services(&self) -> Services<S> {
         Services(self.services.clone())
-    }
-
-    /// Whether the link between `node` and the database is cut either way.
-    pub fn partitioned(&self, node: &SimEnv) -> bool {
-        let net = self.env.network();
-        net.is_cut(node.node(), self.db.node()) || net.is_cut(self.db.node(), node.node())
     }
 
     /// Checks the time-dependent invariants every `every` until `stop` is set; returns how
