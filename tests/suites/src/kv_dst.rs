@@ -3,7 +3,7 @@
 //! checkpoint and never loses or duplicates an acknowledged message ([`MessageDurability`]).
 //!
 //! The cluster: a database node `db` whose disk backs a [`SimKv`], and worker nodes `w1`, `w2`
-//! that run the workload on a platform each (`support::storage::NodePlatform`). Faults crash any of
+//! that run the workload on a platform each (kelpie-actors' `SimPlatform`). Faults crash any of
 //! them; a crashed worker reruns its init, which resumes the workload where the
 //! (supervisor-held) client state says.
 
@@ -17,10 +17,8 @@ use kelpie_actors::invariants::{
 };
 use kelpie_actors::{
     ActorError, ActorKV, AdapterBug, AdapterConfig, AgentKeys, AgentStorage, KvError,
-    KvTransaction, NewAgent, NewMessage, Platform, Role, SimKv,
+    KvTransaction, NewAgent, NewMessage, Platform, Role, SimKv, SimPlatform,
 };
-
-use crate::support::storage::NodePlatform;
 
 /// Whether a run is a real check (the faults must have fired and operations must have both
 /// succeeded and failed) or a canary (only an invariant violation may fail it).
@@ -156,7 +154,7 @@ impl TxnWorkload {
     }
 
     /// Moves money between two accounts: reads both, writes both, in one transaction.
-    async fn transfer(&self, p: &NodePlatform, tag: &str) -> Result<(), ActorError> {
+    async fn transfer(&self, p: &SimPlatform, tag: &str) -> Result<(), ActorError> {
         let from = p.random() % ACCOUNTS;
         let to = (from + 1 + p.random() % (ACCOUNTS - 1)) % ACCOUNTS;
         let amount = 1 + p.random() % 30;
@@ -172,7 +170,7 @@ impl TxnWorkload {
     }
 
     /// Reads every account in one transaction; a committed audit must see the initial total.
-    async fn audit(&self, p: &NodePlatform, tag: &str) -> Result<(), ActorError> {
+    async fn audit(&self, p: &SimPlatform, tag: &str) -> Result<(), ActorError> {
         let mut tx = self.checker.record(p.kv().transaction(), tag);
         let mut total = 0;
         for i in 0..ACCOUNTS {
@@ -189,7 +187,7 @@ impl TxnWorkload {
 
     /// Appends `tag` to a memory block through the agent API's read-modify-write. Each try of
     /// the update (one per conflict retry) is recorded as its own transaction.
-    async fn append_block(&self, p: &NodePlatform, tag: &str) -> Result<(), ActorError> {
+    async fn append_block(&self, p: &SimPlatform, tag: &str) -> Result<(), ActorError> {
         let label = BLOCK_LABELS[(p.random() % 2) as usize];
         let key = AgentKeys::block(BLOCK_AGENT, label);
         let api = AgentStorage::with_config(p.kv(), self.adapter.clone());
@@ -233,7 +231,7 @@ impl TxnWorkload {
     }
 
     /// One worker task: random operations with think time until the supervisor stops it.
-    async fn run(self, p: NodePlatform, task: u32) {
+    async fn run(self, p: SimPlatform, task: u32) {
         loop {
             let op = {
                 let mut t = lock(&self.tally);
@@ -261,7 +259,7 @@ fn txn_worker(env: &SimEnv, name: &str, kv: &SimKv, w: &TxnWorkload, tasks: u32)
     let (kv, w) = (kv.clone(), w.clone());
     env.create_node(name)
         .init(move |node| {
-            let (p, w) = (NodePlatform::new(node, kv.clone()), w.clone());
+            let (p, w) = (SimPlatform::new(node, kv.clone()), w.clone());
             // Spawn from the init task, not from the closure: the closure runs inside the
             // simulator's restart, where a spawn may trigger a fault tick (see the report).
             async move {
@@ -463,7 +461,7 @@ impl CheckpointWorkload {
     /// The agent's client: creates the agent, then sends its messages one by one, retrying
     /// each (same request id) until it is acknowledged. After every attempt, and while no
     /// other checkpoint of this agent is in flight, the API's view must be consistent.
-    async fn client(self, p: NodePlatform, agent: String) {
+    async fn client(self, p: SimPlatform, agent: String) {
         let api = AgentStorage::with_config(p.kv(), self.adapter.clone());
         let new = NewAgent::new(agent.as_str(), format!("Agent {agent}"), "be helpful");
         while api
@@ -516,7 +514,7 @@ fn checkpoint_worker(
     env.create_node(name)
         .init(move |node| {
             let (p, w, agents) = (
-                NodePlatform::new(node, kv.clone()),
+                SimPlatform::new(node, kv.clone()),
                 w.clone(),
                 agents.clone(),
             );

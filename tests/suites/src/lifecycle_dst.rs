@@ -18,10 +18,8 @@ use kelpie::{Endpoint, FaultKind, NodeId, NodeStatus, SimEnv};
 use kelpie_actors::invariants::{AgentSnapshot, MessageDurability, MessageTally};
 use kelpie_actors::{
     ActorError, ActorRuntime, AgentActor, AgentMessage, AgentStorage, LeaseConfig, NewAgent,
-    NewMessage, Platform, Role, RuntimeConfig, SimKv,
+    NewMessage, Platform, Role, RuntimeConfig, SimKv, SimPlatform,
 };
-
-use crate::support::storage::NodePlatform;
 
 /// The workers' protocol.
 #[derive(Debug, Clone, Hash)]
@@ -68,7 +66,7 @@ fn worker(env: &SimEnv, name: &str, kv: &SimKv) -> SimEnv {
         .init(move |node| {
             let kv = kv.clone();
             async move {
-                let p = NodePlatform::new(node.clone(), kv);
+                let p = SimPlatform::new(node.clone(), kv);
                 let runtime = ActorRuntime::<_, AgentActor>::new(p.clone(), runtime_config())
                     .expect("a valid lease config");
                 let ep = Arc::new(node.network().endpoint::<Rpc>());

@@ -16,8 +16,6 @@ use kelpie_actors::{
     WalBug, WalConfig, WalEntry,
 };
 
-use crate::support::storage::NodePlatform;
-
 /// The service's protocol.
 #[derive(Debug, Clone, Hash)]
 enum WalMsg {
@@ -84,7 +82,7 @@ fn service(env: &SimEnv, kv: &SimKv, s: &Setup) -> SimEnv {
     let (kv, s) = (kv.clone(), s.clone());
     env.create_node("w")
         .init(move |node| {
-            let p = NodePlatform::new(node.clone(), kv.clone());
+            let p = SimPlatform::new(node.clone(), kv.clone());
             let wal = Wal::with_config(p.clone(), "ledger", s.config.clone()).expect("valid name");
             let ep = Arc::new(node.network().endpoint::<WalMsg>());
             let tally = s.tally.clone();

@@ -175,9 +175,9 @@ impl Platform for NodePlatform {
     }
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) {
-        if !madsim::runtime::Handle::current().is_exit(self.sim.node()) {
-            drop(spawn_on(self.sim.node(), task));
-        }
+        // Through the node's env: traced, reaped at the end of the run, and on the node's
+        // current incarnation after a restart (kelpie-sim/tests/reports.rs).
+        self.sim.spawn(task);
     }
 
     fn random(&self) -> u64 {
