@@ -46,25 +46,10 @@ pub use registry::{registered, DstTest, IntoTestResult, SeedSet, TestFuture, Tes
 #[doc(hidden)]
 pub use inventory;
 
-/// Whether libtest's command line keeps the trial `name` (its filter, `--exact`, `--skip`,
-/// `--ignored`), for counting the seeds a run will execute.
-fn selected(args: &Arguments, name: &str, ignored: bool) -> bool {
-    let matches = |pattern: &str| {
-        if args.exact {
-            name == pattern
-        } else {
-            name.contains(pattern)
-        }
-    };
-    let wanted = args.filter.as_deref().is_none_or(matches);
-    let skipped = args.skip.iter().any(|s| matches(s));
-    // `--ignored` runs only ignored trials; `--include-ignored` runs both.
-    let by_ignore = if args.ignored {
-        ignored
-    } else {
-        !ignored || args.include_ignored
-    };
-    wanted && !skipped && by_ignore
+/// Whether libtest's command line (filter, `--exact`, `--skip`, `--ignored`,
+/// `--include-ignored`) runs `trial`, by libtest-mimic's own rules.
+fn runs(args: &Arguments, trial: &Trial) -> bool {
+    !args.is_filtered_out(trial) && !args.is_ignored(trial)
 }
 
 /// Exit code for a rejected environment variable (like a usage error).
@@ -155,17 +140,13 @@ fn plan(
     if let Some(path) = &config.trace_hashes {
         session.record_trace_hashes(path.clone());
     }
-    session.set_total(
-        seeds
-            .iter()
-            .filter(|t| selected(args, &t.name, t.test.options.ignore))
-            .count() as u64,
-    );
     let session = Arc::new(session);
     let mut trials: Vec<Trial> = seeds
         .into_iter()
         .map(|t| t.into_trial(invocation.clone(), Some(session.clone())))
         .collect();
+    // The progress line counts the seed runs (not canaries or lints) the command line keeps.
+    session.set_total(trials.iter().filter(|t| runs(args, t)).count() as u64);
     trials.extend(
         trial::canary_trials(&tests, config)
             .into_iter()
@@ -185,9 +166,7 @@ fn refuse_an_empty_reproduction(
     let Some(seed) = config.seed else {
         return Ok(());
     };
-    let any = trials
-        .iter()
-        .any(|t| !args.is_filtered_out(t) && !args.is_ignored(t));
+    let any = trials.iter().any(|t| runs(args, t));
     if any || args.list {
         return Ok(());
     }

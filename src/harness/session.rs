@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,8 @@ pub(crate) struct Session {
     /// `KELPIE_TRACE_HASHES`: where each seed's trace hash is recorded.
     trace_hashes: Option<PathBuf>,
     progress: Mutex<Progress>,
-    total: u64,
+    /// Seed runs the progress line counts towards (set once the trials are built).
+    total: AtomicU64,
     started: Instant,
     /// Whether coverage can be judged: not when `KELPIE_SEED` picks a single seed (a repro),
     /// where a fault or a `sometimes!` condition may rightly not happen.
@@ -80,8 +81,8 @@ impl Session {
     }
 
     /// Sets how many seed runs the progress line counts towards (those libtest's filter keeps).
-    pub(crate) fn set_total(&mut self, total: u64) {
-        self.total = total;
+    pub(crate) fn set_total(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
     }
 
     /// A session expecting `trials` seed runs per test path; `regressions` records failures.
@@ -108,7 +109,7 @@ impl Session {
             regressions,
             trace_hashes: None,
             progress: Mutex::default(),
-            total,
+            total: AtomicU64::new(total),
             started: Instant::now(),
             judge: true,
         }
@@ -145,7 +146,7 @@ impl Session {
         format!(
             "kelpie: {}/{} seeds, {:.0} seeds/s, {failures} failed{slowest}",
             p.done,
-            self.total,
+            self.total.load(Ordering::Relaxed),
             p.done as f64 / secs
         )
     }
