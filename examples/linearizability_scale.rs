@@ -8,7 +8,13 @@
 //! cargo run --release --example linearizability_scale -- --histories 20 --only kv-lagging-10k
 //! cargo run --release --example linearizability_scale -- --only register-20c-ok-1k --clients 30
 //! /usr/bin/time -v target/release/examples/linearizability_scale --only kv-lagging-10k  # peak RSS
+//! cargo run --release --example linearizability_scale -- --only rw-register-50c-ok-1k --search-only
 //! ```
+//!
+//! The `rw-` cases have only gets and puts, so each key is a register with unique written
+//! values, which the checker's register fast path decides without a search; `--search-only`
+//! turns the fast path off, to compare. The other cases have deletes and compare-and-swaps
+//! (searched either way).
 //!
 //! Histories come from a seeded generator (not a simulation under Kelpie's faults, which
 //! would take far longer to produce histories of this size): each client runs operations one
@@ -49,6 +55,9 @@ struct Case {
     unknown: f64,
     /// Reads served by a follower lagging up to this many µs (0: the correct service).
     lag: u64,
+    /// Only gets and puts (no deletes or compare-and-swaps): every key a register with unique
+    /// written values, which the checker's register fast path decides without a search.
+    rw: bool,
 }
 
 impl Case {
@@ -86,6 +95,7 @@ fn generate(case: &Case, seed: u64) -> History<Op, Ret> {
             let value = client * 1_000_000 + i + 1;
             let op = match rng.gen_range(0..10) {
                 0..=4 => KvOp::Get(key),
+                _ if case.rw => KvOp::Put(key, value),
                 5..=7 => KvOp::Put(key, value),
                 8 => KvOp::Delete(key),
                 _ => KvOp::Cas {
@@ -209,9 +219,12 @@ fn concurrency(history: &History<Op, Ret>) -> usize {
     max as usize
 }
 
-fn run_case(case: &Case, histories: u64, show: bool, limit: Duration) -> Row {
+fn run_case(case: &Case, histories: u64, show: bool, limit: Duration, fast: bool) -> Row {
     let model = KvModel::new();
-    let config = CheckConfig::new(MAX_STATES).time_limit(limit).shrink(false);
+    let config = CheckConfig::new(MAX_STATES)
+        .time_limit(limit)
+        .shrink(false)
+        .register_fast_path(fast);
     let mut row = Row::default();
     for seed in 0..histories {
         let history = generate(case, seed);
@@ -262,6 +275,11 @@ fn cases() -> Vec<Case> {
         keys,
         unknown,
         lag,
+        rw: false,
+    };
+    let rw = |name, ops, clients, keys, unknown, lag| Case {
+        rw: true,
+        ..case(name, ops, clients, keys, unknown, lag)
     };
     vec![
         case("kv-ok-1k", 1_000, 50, 10, 0.0, 0),
@@ -278,6 +296,14 @@ fn cases() -> Vec<Case> {
         case("register-20c-lagging-1k", 1_000, 20, 1, 0.0, 5_000),
         case("register-50c-ok-1k", 1_000, 50, 1, 0.0, 0),
         case("register-50c-lagging-1k", 1_000, 50, 1, 0.0, 5_000),
+        // Reads and writes only: the register fast path.
+        rw("rw-register-50c-ok-1k", 1_000, 50, 1, 0.0, 0),
+        rw("rw-register-50c-unknown-1k", 1_000, 50, 1, 0.05, 0),
+        rw("rw-register-50c-lagging-1k", 1_000, 50, 1, 0.0, 5_000),
+        rw("rw-register-20c-lagging-1k", 1_000, 20, 1, 0.0, 5_000),
+        rw("rw-register-10c-unknown-10k", 10_000, 10, 1, 0.05, 0),
+        rw("rw-kv-unknown-10k", 10_000, 50, 10, 0.05, 0),
+        rw("rw-register-50c-ok-100k", 100_000, 50, 1, 0.0, 0),
     ]
 }
 
@@ -287,6 +313,7 @@ fn main() -> ExitCode {
     let mut show = false;
     let mut clients: Option<u64> = None;
     let mut limit = DECIDE_LIMIT;
+    let mut fast = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -313,9 +340,11 @@ fn main() -> ExitCode {
                 }
             },
             "--show" => show = true,
+            "--search-only" => fast = false,
             _ => {
                 eprintln!(
-                    "error: unknown argument `{a}`; expected --histories N, --only CASE, --show"
+                    "error: unknown argument `{a}`; expected --histories N, --only CASE, --clients N, \
+                     --time-limit SECS, --search-only, --show"
                 );
                 return ExitCode::from(2);
             }
@@ -359,7 +388,7 @@ fn main() -> ExitCode {
     );
     let mut ok = true;
     for c in &cases {
-        let r = run_case(c, histories, show, limit);
+        let r = run_case(c, histories, show, limit, fast);
         let (dm, dx) = ms(&r.decide);
         let (sm, sx) = ms(&r.shrink);
         let shrink = if r.shrink.is_empty() {

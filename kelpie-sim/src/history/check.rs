@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::register::{self, Decision};
 use super::search::{entry, Found, Search, Work};
 use super::shrink::shrink_violation;
 use super::{lock, History, Model, Operation, Outcome, PartitionKey};
@@ -48,6 +49,10 @@ pub struct CheckConfig {
     /// Whether a linearizable verdict carries the order found ([`Linearization`]). Default:
     /// `false`.
     pub linearization: bool,
+    /// Whether partitions that are plain registers with unique written values
+    /// ([`Model::register_access`]) are decided by the register fast path instead of the
+    /// search. Default: `true`.
+    pub register_fast_path: bool,
 }
 
 impl CheckConfig {
@@ -61,6 +66,7 @@ impl CheckConfig {
             shrink_max_states: max_states,
             shrink_time_limit: None,
             linearization: false,
+            register_fast_path: true,
         }
     }
 
@@ -86,6 +92,12 @@ impl CheckConfig {
     /// Asks for the linearization found on a pass.
     pub fn linearization(mut self, on: bool) -> Self {
         self.linearization = on;
+        self
+    }
+
+    /// Turns the register fast path on or off (off: every partition is searched).
+    pub fn register_fast_path(mut self, on: bool) -> Self {
+        self.register_fast_path = on;
         self
     }
 }
@@ -262,7 +274,8 @@ pub struct Violation<Op, Ret> {
     /// How far shrinking went.
     pub shrinking: Shrinking,
     /// The longest sequence of the partition's operations ([`Operation::id`]s) the search
-    /// linearized before every way on failed: a partial linearization.
+    /// linearized before every way on failed: a partial linearization. Empty when the
+    /// register fast path decided (see [`History::check_with`]).
     pub partial: Vec<usize>,
     /// States explored to decide (the whole check's, all partitions).
     pub explored_to_decide: u64,
@@ -379,6 +392,17 @@ impl<Op: Clone, Ret: Clone> History<Op, Ret> {
     /// linearized; an operation of unknown outcome has no return in the list, so it may be
     /// linearized anywhere after its invocation, or never. Failed operations are left out.
     ///
+    /// **The register fast path.** A partition whose operations are all plain reads and blind
+    /// writes ([`Model::register_access`]: [`RegisterModel`](super::RegisterModel) reads and
+    /// writes, [`KvModel`](super::KvModel) gets, puts and deletes), no two writes of the same
+    /// value, is decided first and without a search, in O(n log n) however many operations
+    /// are in flight (Gibbons & Korach's conditions on the zones of each value's write and
+    /// reads). It only proposes: a pass is certified by replaying the order it implies through
+    /// [`Model::step`] against real time, a violation by searching its witness of at most six
+    /// operations (which is then always shrunk); what it cannot certify is searched. Such a
+    /// partition explores no states (or the few of its witness). Turn it off with
+    /// [`CheckConfig::register_fast_path`].
+    ///
     /// **Partitions** are searched side by side, smallest first, in rounds: each undecided
     /// partition gets a slice of states (1,024 in the first round, doubling each round) and
     /// its search resumes where it stopped. The check stops at the first partition found to
@@ -447,7 +471,30 @@ where
             by_key.entry(model.partition(&op.op)).or_default().push(op);
         }
     }
-    let mut parts: Vec<Part<'_, M>> = by_key
+    // Smallest first: the one that fails is found soonest when any fails.
+    let mut by_size: Vec<(PartitionKey, Ops<'_, M>)> = by_key.into_iter().collect();
+    by_size.sort_by_key(|(key, ops)| (ops.len(), *key));
+    let mut orders: BTreeMap<PartitionKey, Vec<usize>> = BTreeMap::new();
+    if config.register_fast_path {
+        let mut searched = Vec::with_capacity(by_size.len());
+        for (key, ops) in by_size {
+            match register::decide(model, &ops) {
+                Decision::Linearizable(order) => {
+                    if config.linearization {
+                        orders.insert(key, order);
+                    }
+                }
+                Decision::Violation { witness, explored } => {
+                    return Verdict::Violation(register_violation(
+                        model, config, key, &ops, &witness, explored,
+                    ));
+                }
+                Decision::Search => searched.push((key, ops)),
+            }
+        }
+        by_size = searched;
+    }
+    let mut parts: Vec<Part<'_, M>> = by_size
         .into_iter()
         .map(|(key, ops)| {
             let entries = ops.iter().filter_map(|op| entry(op, None)).collect();
@@ -468,7 +515,6 @@ where
             parts[i].key,
         )
     });
-    let mut orders: BTreeMap<PartitionKey, Vec<usize>> = BTreeMap::new();
     let mut work = Work::new(config.max_states, config.time_limit);
     let mut slice = FIRST_SLICE;
     loop {
@@ -540,6 +586,34 @@ where
     }
 }
 
+/// The violation the register fast path found in partition `key`: its witness (indices into
+/// `ops`, at most six operations) is always shrunk, which takes a few states.
+fn register_violation<M: Model>(
+    model: &M,
+    config: &CheckConfig,
+    key: PartitionKey,
+    ops: &[&Operation<M::Op, M::Ret>],
+    witness: &[usize],
+    explored: u64,
+) -> Violation<M::Op, M::Ret>
+where
+    M::Op: Clone,
+    M::Ret: Clone,
+{
+    let violation = Violation {
+        operations: witness.iter().map(|&i| ops[i].clone()).collect(),
+        culprits: Vec::new(),
+        partition: key,
+        partition_len: ops.len(),
+        minimal: false,
+        shrinking: Shrinking::Skipped,
+        partial: Vec::new(),
+        explored_to_decide: explored,
+        explored,
+    };
+    violation.shrink(model, config.shrink_max_states, config.shrink_time_limit)
+}
+
 /// The answer when a budget is spent.
 fn unknown<M: Model>(
     parts: &[Part<'_, M>],
@@ -593,6 +667,12 @@ mod tests {
         h.check(&RegisterModel::new(0), 10_000)
     }
 
+    /// A check that searches every partition (the register fast path off), for the tests of
+    /// the search itself.
+    fn searched(max_states: u64) -> CheckConfig {
+        CheckConfig::new(max_states).register_fast_path(false)
+    }
+
     fn ids<Op, Ret>(v: &Verdict<Op, Ret>) -> Vec<usize> {
         let v = v.violation().expect("a violation");
         v.operations.iter().map(|op| op.id).collect()
@@ -613,9 +693,17 @@ mod tests {
         write(&h, 2, 2, 4, 5);
         read(&h, 1, 2, 6, 7);
         assert_eq!(
-            reg(&h),
+            h.check_with(&RegisterModel::new(0), &searched(10_000)),
             Verdict::Linearizable {
                 explored: 4,
+                linearization: None
+            }
+        );
+        // The register fast path decides it without a search.
+        assert_eq!(
+            reg(&h),
+            Verdict::Linearizable {
+                explored: 0,
                 linearization: None
             }
         );
@@ -766,7 +854,7 @@ mod tests {
             write(&h, 1, i, 2 * i as u64, 2 * i as u64 + 1);
         }
         assert_eq!(
-            h.check(&RegisterModel::new(0), 5),
+            h.check_with(&RegisterModel::new(0), &searched(5)),
             Verdict::Unknown {
                 explored: 5,
                 max_states: 5,
@@ -776,7 +864,9 @@ mod tests {
                 undecided: 1,
             }
         );
-        assert!(h.check(&RegisterModel::new(0), 10).is_linearizable());
+        assert!(h
+            .check_with(&RegisterModel::new(0), &searched(10))
+            .is_linearizable());
 
         // Forty concurrent writes of unknown outcome and a read of a value none wrote: an
         // exhaustive search would visit every subset of the writes.
@@ -786,7 +876,7 @@ mod tests {
                 .unknown(ms(10));
         }
         read(&h, 99, 1000, 1, 2);
-        let v = h.check(&RegisterModel::new(0), 50_000);
+        let v = h.check_with(&RegisterModel::new(0), &searched(50_000));
         assert!(v.is_unknown(), "{v}");
         assert_eq!(v.explored(), 50_000);
         assert!(v
@@ -1088,7 +1178,7 @@ mod tests {
         }
         read(&h, 9, 5, 1000, 1001); // stale
         let model = RegisterModel::new(0);
-        let fast = h.check_with(&model, &CheckConfig::new(10_000).shrink(false));
+        let fast = h.check_with(&model, &searched(10_000).shrink(false));
         let v = fast.violation().expect("stale");
         assert_eq!(v.shrinking, Shrinking::Skipped);
         assert!(!v.minimal && v.culprits.is_empty());
@@ -1100,7 +1190,7 @@ mod tests {
             "{fast}"
         );
         // Explain second: the same witness as a check that shrinks.
-        let full = reg(&h);
+        let full = h.check_with(&model, &searched(10_000));
         let later = v.shrink(&model, 10_000, None);
         assert_eq!(Some(&later), full.violation());
         assert!(later.minimal && later.shrinking == Shrinking::Minimal);
@@ -1115,7 +1205,7 @@ mod tests {
             write(&h, i % 4, i as u32 + 1, 2 * i, 2 * i + 1);
         }
         read(&h, 9, 5, 1000, 1001);
-        let config = CheckConfig::new(10_000).shrink_budget(60, None);
+        let config = searched(10_000).shrink_budget(60, None);
         let verdict = h.check_with(&RegisterModel::new(0), &config);
         let v = verdict.violation().expect("still a violation");
         assert_eq!(
@@ -1141,7 +1231,7 @@ mod tests {
         }
         assert!(reg(&again).is_violation());
         // A time limit of zero stops shrinking at its first clock reading.
-        let config = CheckConfig::new(10_000).shrink_budget(u64::MAX, Some(Duration::ZERO));
+        let config = searched(10_000).shrink_budget(u64::MAX, Some(Duration::ZERO));
         let many = History::new();
         for i in 0..3_000u64 {
             write(&many, i % 4, i as u32 + 1, 2 * i, 2 * i + 1);
@@ -1159,7 +1249,7 @@ mod tests {
     fn a_time_limit_gives_unknown() {
         let h = History::new();
         hard_partition(&h, "x");
-        let config = CheckConfig::new(u64::MAX).time_limit(Duration::from_millis(50));
+        let config = searched(u64::MAX).time_limit(Duration::from_millis(50));
         let start = std::time::Instant::now();
         let v = h.check_with(&KvModel::new(), &config);
         assert!(
@@ -1227,10 +1317,12 @@ mod tests {
         for i in 0..3_000u64 {
             write(&h, i % 3, i as u32 + 1, 2 * i, 2 * i + 1);
         }
-        let v = reg(&h);
+        let v = h.check_with(&RegisterModel::new(0), &searched(10_000));
         assert!(v.is_linearizable());
         assert_eq!(v.explored(), 3_000);
-        assert!(h.check(&RegisterModel::new(0), 2_999).is_unknown());
+        assert!(h
+            .check_with(&RegisterModel::new(0), &searched(2_999))
+            .is_unknown());
     }
 
     #[test]

@@ -61,6 +61,7 @@
 mod check;
 mod hash;
 mod model;
+mod register;
 mod search;
 mod shrink;
 mod timeline;
@@ -72,6 +73,7 @@ use std::time::Duration;
 pub use check::{CheckConfig, Linearization, Shrinking, Spent, Verdict, Violation};
 pub use hash::{stable_hash, PartitionKey, StableHasher};
 pub use model::{Append, KvModel, KvOp, KvRet, Model, RegisterModel, RegisterOp, RegisterRet};
+pub use register::RegisterAccess;
 pub use timeline::{svg, timeline, TimelineError};
 
 /// The virtual time of an event: a [`Duration`] since the start of the run, or a

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use super::register::RegisterAccess;
 use super::PartitionKey;
 
 /// A sequential specification: a deterministic state machine that says what each operation
@@ -50,6 +51,33 @@ pub trait Model {
     fn partition(&self, op: &Self::Op) -> PartitionKey {
         let _ = op;
         PartitionKey::ALL
+    }
+
+    /// `op`, having returned `ret` (`None`: its outcome is unknown), as an access to a
+    /// register: a plain read that returned what a read returns in some state, or a blind
+    /// write that leaves some state whatever the state was. When every operation of a
+    /// partition is such an access and no two writes leave the same state, the checker
+    /// decides the partition in O(n log n) instead of searching (the register fast path of
+    /// [`History::check_with`](super::History::check_with)), however many operations are in
+    /// flight. The states here describe the partition alone (for a key-value store, the one
+    /// key), as [`Model::register_initial`] does. The fast path certifies its answers (a pass
+    /// by replaying an order through [`Model::step`], a violation by searching a witness of at
+    /// most six operations), so a wrong access costs speed, never a wrong verdict. Default:
+    /// `None` (always search).
+    fn register_access(
+        &self,
+        op: &Self::Op,
+        ret: Option<&Self::Ret>,
+    ) -> Option<RegisterAccess<Self::State>> {
+        let _ = (op, ret);
+        None
+    }
+
+    /// The state `op`'s partition starts in, described as [`Model::register_access`]
+    /// describes states. Default: [`Model::init`].
+    fn register_initial(&self, op: &Self::Op) -> Self::State {
+        let _ = op;
+        self.init()
     }
 }
 
@@ -201,6 +229,15 @@ impl<K: Ord + Clone, V: Clone + Eq> KvModel<K, V> {
         state.get(key).or(self.missing.as_ref()).cloned()
     }
 
+    /// The one-key state in which `key` reads as `value` (the missing value: absent).
+    fn only(&self, key: &K, value: Option<&V>) -> BTreeMap<K, V> {
+        let mut state = BTreeMap::new();
+        if let Some(v) = value.filter(|&v| Some(v) != self.missing.as_ref()) {
+            state.insert(key.clone(), v.clone());
+        }
+        state
+    }
+
     /// `state` with `key` set to `value` (removed if `value` is the missing value).
     fn write(&self, state: &BTreeMap<K, V>, key: &K, value: Option<V>) -> BTreeMap<K, V> {
         let mut next = state.clone();
@@ -279,6 +316,37 @@ where
     fn partition(&self, op: &Self::Op) -> PartitionKey {
         PartitionKey::of(op.key())
     }
+
+    /// A get, put or delete of one key, as a register holding that key alone: the state is
+    /// the one-key map (empty when the key reads as missing).
+    fn register_access(
+        &self,
+        op: &Self::Op,
+        ret: Option<&Self::Ret>,
+    ) -> Option<RegisterAccess<Self::State>> {
+        match (op, ret) {
+            (KvOp::Get(_), None) => Some(RegisterAccess::Unobserved),
+            (KvOp::Get(k), Some(KvRet::Value(v))) => {
+                // A missing key reads as `self.missing`: any other absent read fits no state.
+                if v.is_none() && self.missing.is_some() {
+                    return None;
+                }
+                Some(RegisterAccess::Read(self.only(k, v.as_ref())))
+            }
+            (KvOp::Put(k, v), None | Some(KvRet::Done)) => {
+                Some(RegisterAccess::Write(self.only(k, Some(v))))
+            }
+            (KvOp::Delete(k), None | Some(KvRet::Done)) => {
+                Some(RegisterAccess::Write(self.only(k, None)))
+            }
+            _ => None,
+        }
+    }
+
+    fn register_initial(&self, op: &Self::Op) -> Self::State {
+        let k = op.key();
+        self.only(k, self.initial.get(k))
+    }
 }
 
 /// An operation on a single register ([`RegisterModel`]).
@@ -347,6 +415,20 @@ impl<V: Clone + Eq + Hash + Debug> Model for RegisterModel<V> {
             (op, ret),
             (RegisterOp::Read, _) | (RegisterOp::Cas { .. }, RegisterRet::Swapped(false))
         )
+    }
+
+    /// Reads and writes; a compare-and-swap is neither (it is searched).
+    fn register_access(&self, op: &Self::Op, ret: Option<&Self::Ret>) -> Option<RegisterAccess<V>> {
+        match (op, ret) {
+            (RegisterOp::Read, None) => Some(RegisterAccess::Unobserved),
+            (RegisterOp::Read, Some(RegisterRet::Value(v))) => {
+                Some(RegisterAccess::Read(v.clone()))
+            }
+            (RegisterOp::Write(v), None | Some(RegisterRet::Done)) => {
+                Some(RegisterAccess::Write(v.clone()))
+            }
+            _ => None,
+        }
     }
 }
 
