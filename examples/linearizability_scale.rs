@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use kelpie::history::{CheckConfig, History, KvModel, KvOp, KvRet, Model, Shrinking, Verdict};
 use kelpie::rng::SimRng;
+use kelpie::{FaultKind, FaultSpec, SimConfig, SimEnv, Simulation};
 
 type Op = KvOp<u8, u64>;
 type Ret = KvRet<u64>;
@@ -58,6 +59,9 @@ struct Case {
     /// Only gets and puts (no deletes or compare-and-swaps): every key a register with unique
     /// written values, which the checker's register fast path decides without a search.
     rw: bool,
+    /// Recorded from a Kelpie simulation (clients on their own nodes, a service node, network
+    /// faults) instead of the seeded generator.
+    simulated: bool,
 }
 
 impl Case {
@@ -82,6 +86,9 @@ struct Gen {
 }
 
 fn generate(case: &Case, seed: u64) -> History<Op, Ret> {
+    if case.simulated {
+        return simulate(case, seed);
+    }
     let mut rng = SimRng::new(seed);
     let mut gens = Vec::with_capacity(case.ops);
     let per_client = (case.ops as u64).div_ceil(case.clients);
@@ -185,6 +192,122 @@ fn generate(case: &Case, seed: u64) -> History<Op, Ret> {
     history
 }
 
+/// Messages of the simulated service.
+#[derive(Debug, Clone, Hash)]
+enum Msg {
+    Request { id: u64, op: Op },
+    Reply { id: u64, ret: Ret },
+}
+
+/// A history recorded from a Kelpie simulation of seed `seed`: a service node holding one map
+/// (with `case.lag`, the buggy one: reads come from a follower that each write reaches up to
+/// `lag` µs after it was acknowledged) and `case.clients` client nodes, each sending its share
+/// of `case.ops` requests one at a time over Kelpie's network under delays, reordering and
+/// loss; a request without a reply within 40 ms has an unknown outcome.
+fn simulate(case: &Case, seed: u64) -> History<Op, Ret> {
+    let history = History::new();
+    let h = history.clone();
+    let (clients, keys, lag, rw) = (case.clients, case.keys, case.lag, case.rw);
+    let per_client = (case.ops as u64).div_ceil(clients);
+    let faults = vec![
+        FaultSpec::new(FaultKind::NetworkDelay, 0.3).with_param("max_ms", 20),
+        FaultSpec::new(FaultKind::MessageReorder, 0.1),
+        FaultSpec::new(FaultKind::PacketLoss, 0.02),
+    ];
+    Simulation::new(SimConfig::with_seed(seed))
+        .with_faults(faults)
+        .run(move |env| async move {
+            let server = env
+                .create_node("kv")
+                .init(move |env| serve(env, lag))
+                .build()
+                .node();
+            let mut tasks = Vec::new();
+            for me in 0..clients {
+                let node = env.create_node(format!("c{me}")).build();
+                let (h, env) = (h.clone(), node.clone());
+                tasks.push(node.spawn(async move {
+                    let ep = env.network().endpoint::<Msg>();
+                    for id in 0..per_client {
+                        let key = env.rng().gen_range(0..keys) as u8;
+                        let value = me * 1_000_000 + id + 1;
+                        let op = match env.rng().gen_range(0..10) {
+                            0..=4 => KvOp::Get(key),
+                            _ if rw => KvOp::Put(key, value),
+                            5..=7 => KvOp::Put(key, value),
+                            8 => KvOp::Delete(key),
+                            _ => KvOp::Cas {
+                                key,
+                                expected: None,
+                                new: value,
+                            },
+                        };
+                        let call = h.invoke(me, op.clone(), &env);
+                        ep.send(server, Msg::Request { id, op });
+                        let reply = env
+                            .timeout(Duration::from_millis(40), async {
+                                loop {
+                                    match ep.recv().await {
+                                        Some((_, Msg::Reply { id: r, ret })) if r == id => {
+                                            return Some(ret)
+                                        }
+                                        Some(_) => {} // a late reply to an earlier request
+                                        None => return None,
+                                    }
+                                }
+                            })
+                            .await;
+                        match reply {
+                            Ok(Some(ret)) => call.ok(ret, &env),
+                            _ => call.unknown(&env),
+                        }
+                        let pause = env.rng().gen_range(0..3);
+                        env.sleep(Duration::from_millis(pause)).await;
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.expect("client task");
+            }
+        })
+        .expect("the simulated service runs");
+    history
+}
+
+/// The service node: applies each request to its map and replies; with `lag` > 0, reads come
+/// from a follower that each write reaches up to `lag` µs later.
+async fn serve(env: SimEnv, lag: u64) {
+    let ep = env.network().endpoint::<Msg>();
+    let model = KvModel::new();
+    let mut primary = BTreeMap::new();
+    let follower = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    while let Some((from, msg)) = ep.recv().await {
+        let Msg::Request { id, op } = msg else {
+            continue;
+        };
+        let (next, mut ret) = model.step(&primary, &op);
+        primary = next;
+        if lag > 0 {
+            if let KvOp::Get(k) = op {
+                ret = KvRet::Value(follower.lock().expect("follower").get(&k).copied());
+            } else {
+                let (key, value) = (*op.key(), primary.get(op.key()).copied());
+                let (env2, follower) = (env.clone(), follower.clone());
+                env.spawn(async move {
+                    let behind = env2.rng().gen_range(0..lag);
+                    env2.sleep(Duration::from_micros(behind)).await;
+                    let mut f = follower.lock().expect("follower");
+                    match value {
+                        Some(v) => f.insert(key, v),
+                        None => f.remove(&key),
+                    };
+                });
+            }
+        }
+        ep.send(from, Msg::Reply { id, ret });
+    }
+}
+
 /// The numbers of one case.
 #[derive(Default)]
 struct Row {
@@ -276,6 +399,12 @@ fn cases() -> Vec<Case> {
         unknown,
         lag,
         rw: false,
+        simulated: false,
+    };
+    let sim = |name, ops, clients, keys, lag, rw| Case {
+        rw,
+        simulated: true,
+        ..case(name, ops, clients, keys, 0.0, lag)
     };
     let rw = |name, ops, clients, keys, unknown, lag| Case {
         rw: true,
@@ -304,6 +433,12 @@ fn cases() -> Vec<Case> {
         rw("rw-register-10c-unknown-10k", 10_000, 10, 1, 0.05, 0),
         rw("rw-kv-unknown-10k", 10_000, 50, 10, 0.05, 0),
         rw("rw-register-50c-ok-100k", 100_000, 50, 1, 0.0, 0),
+        // Recorded from Kelpie simulations under network faults (unknown outcomes come from
+        // lost or late replies, not from a probability).
+        sim("sim-rw-register-50c-1k", 1_000, 50, 1, 0, true),
+        sim("sim-rw-register-50c-lagging-1k", 1_000, 50, 1, 20_000, true),
+        sim("sim-kv-50c-1k", 1_000, 50, 10, 0, false),
+        sim("sim-kv-50c-lagging-1k", 1_000, 50, 10, 20_000, false),
     ]
 }
 
