@@ -16,8 +16,8 @@
 //! turns the fast path off, to compare. The other cases have deletes and compare-and-swaps
 //! (searched either way).
 //!
-//! Histories come from a seeded generator (not a simulation under Kelpie's faults, which
-//! would take far longer to produce histories of this size): each client runs operations one
+//! Histories come from a seeded generator, except in the `sim-` cases, which record them from
+//! Kelpie simulations under network faults (see `simulate`). In the generator each client runs operations one
 //! after another (100 µs–10 ms each, up to 2 ms apart); an operation takes effect at a random
 //! instant strictly inside its interval, and returns what the service gives at that instant.
 //! A write's outcome is unknown to its client with the case's probability (a timeout); it then
