@@ -420,8 +420,11 @@ fn only(variant: &str, seeds: u64) {
             "writes-raw" => equal_raw(s, true),
             "writes" => drop(kelpie_run(s, writes, &[])),
             "writes-faults" => drop(kelpie_run(s, writes, &write_faults())),
+            // What one `dst_harness` trial of the lifecycle suite runs, as a library loop (the
+            // harness's own cost is its instructions over this variant's).
+            "lifecycle-faults" => drop(kelpie_run(s, lifecycle, &(lifecycle_test().faults)())),
             other => {
-                eprintln!("error: unknown variant {other} (empty-raw, empty, toy-raw, toy, toy-faults, ring-raw, ring, ring-faults, sleeps-raw, sleeps, writes-raw, writes, writes-faults)");
+                eprintln!("error: unknown variant {other} (empty-raw, empty, toy-raw, toy, toy-faults, ring-raw, ring, ring-faults, sleeps-raw, sleeps, writes-raw, writes, writes-faults, lifecycle-faults)");
                 std::process::exit(2);
             }
         }

@@ -14,7 +14,7 @@
 //!   two on the same trials.
 //!
 //! The iterator is walked twice: once for the count and the name width the title and the
-//! pretty format's padding need, then once to run.
+//! pretty format's padding need, then once to run (once for `--list`).
 
 use std::io::Write;
 use std::sync::{mpsc, Mutex};
@@ -101,7 +101,8 @@ where
         num_measured: 0,
     };
     let (mut total, mut count, mut name_width) = (0u64, 0u64, 0usize);
-    for probe in headers {
+    // A listing needs neither the count nor the width: one walk, not two.
+    for probe in headers.take_while(|_| !args.list) {
         total += 1;
         if kept(args, &probe) {
             count += 1;
