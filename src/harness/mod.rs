@@ -71,7 +71,7 @@ pub fn main() -> ExitCode {
     let args = Arguments::from_args();
     config.nocapture = args.nocapture;
     let invocation = Arc::new(report::Invocation::current());
-    let plan = plan(&args, &config, &invocation);
+    let plan = plan(&config, &invocation);
     if let Err(message) = refuse_an_empty_reproduction(&args, &config, &plan) {
         eprintln!("{message}");
         return ExitCode::from(USAGE_ERROR);
@@ -142,15 +142,19 @@ impl Plan {
             .seeds
             .trials()
             .map(|t| t.into_trial(invocation.clone(), Some(session.clone())));
+        // The progress line counts the seed runs (not canaries or lints) the command line
+        // keeps: every trial that will run but the other ones.
+        let others = headers.iter().filter(|t| runs(args, t)).count() as u64;
         stream::run(
             args,
             self.seeds.probes().chain(headers),
             seeds.chain(self.others),
+            |runnable| session.set_total(runnable.saturating_sub(others)),
         )
     }
 }
 
-fn plan(args: &Arguments, config: &env::EnvConfig, invocation: &Arc<report::Invocation>) -> Plan {
+fn plan(config: &env::EnvConfig, invocation: &Arc<report::Invocation>) -> Plan {
     let tests = registered();
     let (regressions, entries) = if config.no_regressions {
         (None, Vec::new())
@@ -169,11 +173,6 @@ fn plan(args: &Arguments, config: &env::EnvConfig, invocation: &Arc<report::Invo
     }
     if let Some(path) = &config.trace_hashes {
         session.record_trace_hashes(path.clone());
-    }
-    // The progress line counts the seed runs (not canaries or lints) the command line keeps;
-    // a listing shows none.
-    if !args.list {
-        session.set_total(seeds.probes().filter(|t| runs(args, t)).count() as u64);
     }
     let mut others: Vec<stream::Pending> = trial::canary_trials(&tests, config)
         .into_iter()

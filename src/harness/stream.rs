@@ -85,9 +85,15 @@ enum Outcome {
 }
 
 /// Runs `trials` as `libtest_mimic::run(args, trials.collect())` would, printing the same
-/// output. `headers` yields the same trials' probes in the same order (it is called once, before
-/// `trials` is walked), for the count and the name width.
-pub(crate) fn run<H, T>(args: &Arguments, headers: H, trials: T) -> Conclusion
+/// output. `headers` yields the same trials' probes in the same order (it is walked once, before
+/// `trials`), for the count and the name width; `counted` is then told how many trials will run
+/// (kept by the command line and not ignored), before the first one does (not for `--list`).
+pub(crate) fn run<H, T>(
+    args: &Arguments,
+    headers: H,
+    trials: T,
+    counted: impl FnOnce(u64),
+) -> Conclusion
 where
     H: Iterator<Item = Trial>,
     T: Iterator<Item = Pending> + Send,
@@ -100,12 +106,13 @@ where
         num_ignored: 0,
         num_measured: 0,
     };
-    let (mut total, mut count, mut name_width) = (0u64, 0u64, 0usize);
+    let (mut total, mut count, mut runnable, mut name_width) = (0u64, 0u64, 0u64, 0usize);
     // A listing needs neither the count nor the width: one walk, not two.
     for probe in headers.take_while(|_| !args.list) {
         total += 1;
         if kept(args, &probe) {
             count += 1;
+            runnable += u64::from(!args.is_ignored(&probe));
             name_width = name_width.max(probe.name().chars().count());
         }
     }
@@ -121,6 +128,7 @@ where
             ..conclusion
         };
     }
+    counted(runnable);
     printer.title(count);
     let mut failed: Vec<(String, Option<String>)> = Vec::new();
     let mut handle = |outcome: Outcome, name: String, printer: &mut Printer| {
@@ -474,6 +482,7 @@ mod tests {
                 cases()
                     .into_iter()
                     .map(|(n, ig, f)| Pending::test(n, f).with_ignored_flag(ig)),
+                |_| {},
             );
             assert_eq!(got, expected, "conclusion with {extra:?}");
             assert_eq!(
@@ -499,11 +508,14 @@ mod tests {
             "seed_1",
         ]);
         let names = || (0..200).map(|i| format!("t::seed_{i}"));
+        let mut told = None;
         let c = run(
             &args,
             names().map(probe),
             names().map(|n| Pending::test(n, || Ok(()))),
+            |n| told = Some(n),
         );
+        assert_eq!(told, Some(111));
         // seed_1, seed_10..19, seed_100..199.
         assert_eq!((c.num_passed, c.num_filtered_out), (111, 89));
         let text = std::fs::read_to_string(&log).unwrap();
