@@ -137,6 +137,80 @@ fn toy_faults() -> Vec<FaultSpec> {
     ]
 }
 
+// ---- equal work: ten tasks x ten sleeps, with and without a write per round ---------------
+//
+// The raw loop does what the kelpie body does, step for step: the same sleeps, and where kelpie
+// writes a key, an insert of an owned key and value into a `BTreeMap` behind a mutex (kelpie's
+// disk also keeps the durable/unsynced state and a version, and traces the write).
+
+const SLEEPS: u64 = 10;
+
+fn equal_raw(seed: u64, write: bool) {
+    std::thread::spawn(move || {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(async move {
+            let store: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>> = Arc::default();
+            let handles: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let store = store.clone();
+                    madsim::task::spawn(async move {
+                        for i in 0..SLEEPS {
+                            madsim::time::sleep(pause(t, i)).await;
+                            if write {
+                                let (k, v) = (t.to_le_bytes(), i.to_le_bytes());
+                                store.lock().unwrap().insert(k.to_vec(), v.to_vec());
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+fn equal(env: SimEnv, write: bool) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(async move {
+        let handles: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let env2 = env.clone();
+                env.spawn(async move {
+                    let storage = env2.storage();
+                    for i in 0..SLEEPS {
+                        env2.sleep(pause(t, i)).await;
+                        if write {
+                            let _ = storage.set(t.to_le_bytes(), i.to_le_bytes()).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    })
+}
+
+fn sleeps(env: SimEnv) -> Pin<Box<dyn Future<Output = ()>>> {
+    equal(env, false)
+}
+
+fn writes(env: SimEnv) -> Pin<Box<dyn Future<Output = ()>>> {
+    equal(env, true)
+}
+
+/// The fault mix of the equal-work rows: failed writes and injected latency.
+fn write_faults() -> Vec<FaultSpec> {
+    vec![
+        FaultSpec::new(FaultKind::StorageWriteFail, 0.02),
+        FaultSpec::new(FaultKind::StorageLatency, 0.1),
+    ]
+}
+
 // ---- workload 2: three nodes passing messages around a ring --------------------------------
 
 const ROUNDS: u64 = 20;
@@ -341,8 +415,16 @@ fn only(variant: &str, seeds: u64) {
             "ring-raw" => ring_raw(s),
             "ring" => drop(kelpie_run(s, ring, &[])),
             "ring-faults" => drop(kelpie_run(s, ring, &ring_faults())),
+            "sleeps-raw" => equal_raw(s, false),
+            "sleeps" => drop(kelpie_run(s, sleeps, &[])),
+            "writes-raw" => equal_raw(s, true),
+            "writes" => drop(kelpie_run(s, writes, &[])),
+            "writes-faults" => drop(kelpie_run(s, writes, &write_faults())),
+            // What one `dst_harness` trial of the lifecycle suite runs, as a library loop (the
+            // harness's own cost is its instructions over this variant's).
+            "lifecycle-faults" => drop(kelpie_run(s, lifecycle, &(lifecycle_test().faults)())),
             other => {
-                eprintln!("error: unknown variant {other} (empty-raw, empty, toy-raw, toy, toy-faults, ring-raw, ring, ring-faults)");
+                eprintln!("error: unknown variant {other} (empty-raw, empty, toy-raw, toy, toy-faults, ring-raw, ring, ring-faults, sleeps-raw, sleeps, writes-raw, writes, writes-faults, lifecycle-faults)");
                 std::process::exit(2);
             }
         }
@@ -387,6 +469,29 @@ fn main() {
     row("raw madsim loop", &r[0], false);
     row("kelpie, no faults", &r[1], true);
     row("kelpie, 3 faults + trace", &r[2], true);
+
+    println!(
+        "\n1e. equal work: ten tasks x ten sleeps; then a write per sleep (raw: a BTreeMap insert)"
+    );
+    let r = measure(
+        seeds,
+        &[&|s| equal_raw(s, false), &|s| {
+            drop(kelpie_run(s, sleeps, &[]))
+        }],
+    );
+    row("raw madsim loop, sleeps", &r[0], false);
+    row("kelpie, sleeps", &r[1], true);
+    let r = measure(
+        seeds,
+        &[
+            &|s| equal_raw(s, true),
+            &|s| drop(kelpie_run(s, writes, &[])),
+            &|s| drop(kelpie_run(s, writes, &write_faults())),
+        ],
+    );
+    row("raw madsim loop, sleeps + writes", &r[0], false);
+    row("kelpie, sleeps + writes", &r[1], true);
+    row("kelpie, + write fail, latency", &r[2], true);
 
     println!("\n2. three nodes passing a message round a ring {ROUNDS} times");
     let r = measure(

@@ -230,3 +230,94 @@ fn a_watchdog_failure_is_reported_and_never_replayed() {
         "the seed ran more than once:\n{all}"
     );
 }
+
+/// The lines of a `--list` run's stdout.
+fn listed(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_large_sweep_keeps_libtests_names_filters_and_listing() {
+    let root = scratch("sweep");
+    let env = [("KELPIE_SEEDS", "0..100000"), ("KELPIE_REGRESSIONS", "0")];
+    // nextest's listing: `<name>: test`, one line per kept trial, in seed order.
+    let out = harness(
+        &root,
+        &env,
+        &["--list", "--format", "terse", "fails_odd_seeds::seed_999"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = listed(&out);
+    // A substring filter: seed_999, seed_9990..9999 and seed_99900..99999.
+    assert_eq!(lines.len(), 111, "{lines:?}");
+    assert_eq!(lines[0], "fails_odd_seeds::seed_999: test");
+    assert_eq!(lines[1], "fails_odd_seeds::seed_9990: test");
+    assert_eq!(lines[110], "fails_odd_seeds::seed_99999: test");
+    // nextest lists ignored trials apart: every selftest test is `ignore`d.
+    let ignored = harness(
+        &root,
+        &env,
+        &[
+            "--list",
+            "--format",
+            "terse",
+            "--ignored",
+            "--exact",
+            "exits_early::seed_5",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(listed(&ignored), ["exits_early::seed_5: test"]);
+    // `--skip` takes out by substring; `--exact` needs the whole name.
+    let skipped = harness(
+        &root,
+        &env,
+        &[
+            "--list",
+            "fails_odd_seeds::seed_9999",
+            "--skip",
+            "seed_99990",
+            "--skip",
+            "seed_99991",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(listed(&skipped).len(), 9, "{}", text(&skipped));
+    let exact = harness(
+        &root,
+        &env,
+        &["--list", "--exact", "fails_odd_seeds::seed_99"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(listed(&exact), ["fails_odd_seeds::seed_99: test"]);
+    // Running one seed out of the sweep (nextest's one process per trial): every other trial of
+    // every test counts as filtered out.
+    let one = harness(&root, &env, &["--exact", "fails_odd_seeds::seed_4"])
+        .output()
+        .unwrap();
+    let all = text(&one);
+    assert_eq!(one.status.code(), Some(0), "{all}");
+    assert!(all.contains("running 1 test\n"), "{all}");
+    assert!(
+        all.contains("test fails_odd_seeds::seed_4 ... ok\n"),
+        "{all}"
+    );
+    let filtered = all
+        .lines()
+        .find_map(|l| {
+            let rest =
+                l.strip_prefix("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; ")?;
+            rest.split(' ').next()?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no summary line in:\n{all}"));
+    // Three tests of 100,000 seeds each, one trial run.
+    assert_eq!(filtered, 3 * 100_000 - 1, "{all}");
+}

@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use libtest_mimic::{Failed, Trial};
+use libtest_mimic::Failed;
 
 use crate::harness::report::Invocation;
+use crate::harness::stream::Pending;
 use crate::lint::{dst_files, lint_file, Diagnostic, DiagnosticKind};
 
 /// The package root: the runtime `CARGO_MANIFEST_DIR` (cargo sets it when running tests), else
@@ -77,13 +78,13 @@ pub(crate) fn lint_one(root: &Path, file: &Path, invocation: &Invocation) -> Res
 }
 
 /// One trial per `*_dst.rs` file under `root` (see [`dst_files`]).
-pub(crate) fn lint_trials(root: &Path, invocation: &Arc<Invocation>) -> Vec<Trial> {
+pub(crate) fn lint_trials(root: &Path, invocation: &Arc<Invocation>) -> Vec<Pending> {
     dst_files(root)
         .into_iter()
         .map(|file| {
             let name = lint_trial_name(&relative(root, &file));
             let (root, invocation) = (root.to_path_buf(), invocation.clone());
-            Trial::test(name, move || {
+            Pending::test(name, move || {
                 lint_one(&root, &file, &invocation).map_err(Failed::from)
             })
         })

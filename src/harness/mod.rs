@@ -30,14 +30,14 @@ mod registry;
 mod report;
 mod running;
 mod session;
+mod stream;
 mod trial;
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use libtest_mimic::{Arguments, Trial};
+use libtest_mimic::{Arguments, Conclusion, Trial};
 
 pub use attributes::{AttrKey, ATTRIBUTE_KEYS};
 pub use env::{EnvForm, EnvVar, ENV_VARS, MAX_SEEDS};
@@ -71,15 +71,16 @@ pub fn main() -> ExitCode {
     let args = Arguments::from_args();
     config.nocapture = args.nocapture;
     let invocation = Arc::new(report::Invocation::current());
-    let (trials, session) = plan(&args, &config, &invocation);
-    if let Err(message) = refuse_an_empty_reproduction(&args, &config, &trials) {
+    let plan = plan(&config, &invocation);
+    if let Err(message) = refuse_an_empty_reproduction(&args, &config, &plan) {
         eprintln!("{message}");
         return ExitCode::from(USAGE_ERROR);
     }
     running::guard_early_exit();
     let stop = Arc::new(AtomicBool::new(false));
+    let session = plan.session.clone();
     let progress = session.spawn_progress(args.quiet || args.list, stop.clone());
-    let conclusion = libtest_mimic::run(&args, trials);
+    let conclusion = plan.run(&args, &invocation);
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
         let _ = p.join();
@@ -109,13 +110,51 @@ fn read_env() -> Option<env::EnvConfig> {
     }
 }
 
-/// Every trial of this run (regression seeds first, then every other seed of every test, then
-/// canaries and lints) and the session that records their coverage and failures.
-fn plan(
-    args: &Arguments,
-    config: &env::EnvConfig,
-    invocation: &Arc<report::Invocation>,
-) -> (Vec<Trial>, Arc<session::Session>) {
+/// Every trial of this run — regression seeds first, then every other seed of every test, then
+/// canaries and lints — and the session that records their coverage and failures. The seed
+/// trials are made one at a time as they run (see [`stream`]).
+struct Plan {
+    seeds: trial::SeedPlan,
+    /// Canaries and lints: a few trials, made up front.
+    others: Vec<stream::Pending>,
+    session: Arc<session::Session>,
+}
+
+impl Plan {
+    /// The name-only trial of every trial, in order.
+    fn probes(&self) -> impl Iterator<Item = Trial> + '_ {
+        let others = self
+            .others
+            .iter()
+            .map(|p| stream::probe(p.name()).with_ignored_flag(p.probe().has_ignored_flag()));
+        self.seeds.probes().chain(others)
+    }
+
+    /// Runs (or lists) the trials the command line keeps.
+    fn run(self, args: &Arguments, invocation: &Arc<report::Invocation>) -> Conclusion {
+        let headers: Vec<Trial> = self
+            .others
+            .iter()
+            .map(|p| stream::probe(p.name()).with_ignored_flag(p.probe().has_ignored_flag()))
+            .collect();
+        let session = &self.session;
+        let seeds = self
+            .seeds
+            .trials()
+            .map(|t| t.into_trial(invocation.clone(), Some(session.clone())));
+        // The progress line counts the seed runs (not canaries or lints) the command line
+        // keeps: every trial that will run but the other ones.
+        let others = headers.iter().filter(|t| runs(args, t)).count() as u64;
+        stream::run(
+            args,
+            self.seeds.probes().chain(headers),
+            seeds.chain(self.others),
+            |runnable| session.set_total(runnable.saturating_sub(others)),
+        )
+    }
+}
+
+fn plan(config: &env::EnvConfig, invocation: &Arc<report::Invocation>) -> Plan {
     let tests = registered();
     let (regressions, entries) = if config.no_regressions {
         (None, Vec::new())
@@ -124,36 +163,27 @@ fn plan(
         let (r, entries) = session::Regressions::load(&lint_trials::root(), target);
         (Some(r), entries)
     };
-    let planned = trial::plan_seed_trials(&tests, &entries, config);
-    for warning in &planned.warnings {
+    let seeds = trial::SeedPlan::new(&tests, &entries, config);
+    for warning in &seeds.warnings {
         eprintln!("{warning}");
     }
-    let seeds = planned.trials;
-    let mut per_test: BTreeMap<String, (&'static DstTest, usize)> = BTreeMap::new();
-    for t in &seeds {
-        per_test.entry(t.test.path()).or_insert((t.test, 0)).1 += 1;
-    }
-    let mut session = session::Session::new(per_test.into_values(), regressions);
+    let mut session = session::Session::new(seeds.per_test(), regressions);
     if config.seed.is_some() {
         session.report_coverage_only();
     }
     if let Some(path) = &config.trace_hashes {
         session.record_trace_hashes(path.clone());
     }
-    let session = Arc::new(session);
-    let mut trials: Vec<Trial> = seeds
+    let mut others: Vec<stream::Pending> = trial::canary_trials(&tests, config)
         .into_iter()
-        .map(|t| t.into_trial(invocation.clone(), Some(session.clone())))
+        .map(|t| t.into_trial(invocation.clone()))
         .collect();
-    // The progress line counts the seed runs (not canaries or lints) the command line keeps.
-    session.set_total(trials.iter().filter(|t| runs(args, t)).count() as u64);
-    trials.extend(
-        trial::canary_trials(&tests, config)
-            .into_iter()
-            .map(|t| t.into_trial(invocation.clone())),
-    );
-    trials.extend(lint_trials::lint_trials(&lint_trials::root(), invocation));
-    (trials, session)
+    others.extend(lint_trials::lint_trials(&lint_trials::root(), invocation));
+    Plan {
+        seeds,
+        others,
+        session: Arc::new(session),
+    }
 }
 
 /// A reproduce line (`KELPIE_SEED` set) whose filter selects nothing must not pass as if it
@@ -161,12 +191,12 @@ fn plan(
 fn refuse_an_empty_reproduction(
     args: &Arguments,
     config: &env::EnvConfig,
-    trials: &[Trial],
+    plan: &Plan,
 ) -> Result<(), String> {
     let Some(seed) = config.seed else {
         return Ok(());
     };
-    let any = trials.iter().any(|t| runs(args, t));
+    let any = plan.probes().any(|t| runs(args, &t));
     if any || args.list {
         return Ok(());
     }

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 
+use crate::harness::stream::{self, Pending};
+
 use crate::harness::env::EnvConfig;
-use crate::harness::registry::DstTest;
+use crate::harness::registry::{DstTest, SeedSet};
 use crate::harness::report::{failure_message, Invocation, RunFacts};
 use crate::harness::running;
 use crate::harness::session::Session;
@@ -52,102 +54,250 @@ pub(crate) fn trial_name(test: &DstTest, seed: u64) -> String {
     format!("{}::seed_{seed}", test.path())
 }
 
-/// Every (test, seed) to run, in test order then seed order. `KELPIE_SEED` selects one seed of
-/// every test; otherwise `KELPIE_SEEDS` replaces every test's seeds.
-pub(crate) fn seed_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<SeedTrial> {
-    let mut trials = Vec::new();
-    for &test in tests.iter().filter(|t| !t.options.canary) {
-        let seeds = selected_seeds(test, env);
-        let check = if test.options.check_determinism {
-            Check::Declared
-        } else if env.check_determinism {
-            Check::FromEnv
-        } else {
-            Check::Off
-        };
-        let mut seen = BTreeSet::new();
-        for seed in seeds.into_iter().filter(|s| seen.insert(*s)) {
-            trials.push(SeedTrial {
-                name: trial_name(test, seed),
-                test,
-                seed,
-                check,
-                swarm: test.options.swarm || env.swarm,
-                schedule: env.schedule.clone(),
-                shrink: !env.no_shrink,
-                regression: false,
-                log: log_config(env),
-            });
-        }
-    }
-    trials
+/// The seeds of one test this run selects, in order and without repeats.
+#[derive(Debug, Clone)]
+enum Seeds {
+    /// A test's `seeds = a..b`.
+    Range(std::ops::Range<u64>),
+    /// `KELPIE_SEEDS=a..=b` (or `KELPIE_SEED`, a range of one).
+    Inclusive(std::ops::RangeInclusive<u64>),
+    /// A test's `seeds = [..]`, repeats dropped.
+    List(Vec<u64>),
 }
 
-/// The seed trials of one harness run, regression seeds first, and the warnings about
-/// regression entries that cannot run.
-pub(crate) struct PlannedSeeds {
-    pub(crate) trials: Vec<SeedTrial>,
+impl Seeds {
+    /// `KELPIE_SEED`, else `KELPIE_SEEDS`, else the test's own seeds.
+    fn selected(test: &DstTest, env: &EnvConfig) -> Seeds {
+        match (env.seed, &env.seeds) {
+            (Some(seed), _) => Seeds::Inclusive(seed..=seed),
+            (None, Some(range)) => Seeds::Inclusive(range.clone()),
+            (None, None) => match test.seeds {
+                SeedSet::Range { start, end } => Seeds::Range(start..end),
+                SeedSet::List(list) => {
+                    let mut seen = BTreeSet::new();
+                    Seeds::List(list.iter().copied().filter(|s| seen.insert(*s)).collect())
+                }
+            },
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = u64> + Send + '_> {
+        match self {
+            Seeds::Range(r) => Box::new(r.clone()),
+            Seeds::Inclusive(r) => Box::new(r.clone()),
+            Seeds::List(l) => Box::new(l.iter().copied()),
+        }
+    }
+
+    fn contains(&self, seed: u64) -> bool {
+        match self {
+            Seeds::Range(r) => r.contains(&seed),
+            Seeds::Inclusive(r) => r.contains(&seed),
+            Seeds::List(l) => l.contains(&seed),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Seeds::Range(r) => r.end.saturating_sub(r.start) as usize,
+            Seeds::Inclusive(r) if r.is_empty() => 0,
+            Seeds::Inclusive(r) => (r.end() - r.start()) as usize + 1,
+            Seeds::List(l) => l.len(),
+        }
+    }
+}
+
+/// What the environment sets for every seed trial.
+#[derive(Debug, Clone)]
+struct Template {
+    check_determinism: bool,
+    swarm: bool,
+    schedule: Option<FaultSchedule>,
+    shrink: bool,
+    log: LogConfig,
+}
+
+/// One trial of a [`SeedPlan`], before it is made.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    /// The plan's `first[i]`.
+    First(usize),
+    /// Seed `seed` of the plan's `tests[i]`.
+    Seed(usize, u64),
+}
+
+/// Every seed trial of one harness run, made one at a time: regression seeds first, then every
+/// other selected seed of every test, in test order then seed order. The plan holds each test's
+/// seed range, not its trials, so its size does not grow with the seed count.
+///
+/// Each (test, seed) runs once: a regression-file entry whose seed is in the test's range moves
+/// that seed's trial to the front under its usual name (`<test>::seed_N`); an entry outside the
+/// range is a trial of its own, `<test>::regression_seed_N`. With `KELPIE_SEED` (a
+/// reproduction) the file is not replayed. An entry naming a test this harness does not
+/// register is a warning.
+#[derive(Debug)]
+pub(crate) struct SeedPlan {
+    /// The regression-file entries, run first.
+    first: Vec<SeedTrial>,
+    /// Every test that is not a canary, with the seeds this run selects.
+    tests: Vec<(&'static DstTest, Seeds)>,
+    /// Each of `tests`' path (`DstTest::path`), formatted once.
+    paths: Vec<String>,
+    /// `(test index, seed)` of the in-range seeds that `first` runs.
+    moved: BTreeSet<(usize, u64)>,
+    template: Template,
+    /// Regression entries that cannot run.
     pub(crate) warnings: Vec<String>,
 }
 
-/// Every seed trial of this run: first the regression-file entries of registered tests, then
-/// every other selected seed (see [`seed_trials`]). Each (test, seed) runs once: an entry whose
-/// seed is in the test's range moves that seed's trial to the front under its usual name
-/// (`<test>::seed_N`); an entry outside the range is a trial of its own,
-/// `<test>::regression_seed_N`. With `KELPIE_SEED` (a reproduction) the file is not replayed.
-/// An entry naming a test this harness does not register is a warning.
-pub(crate) fn plan_seed_trials(
-    tests: &[&'static DstTest],
-    entries: &[(String, u64)],
-    env: &EnvConfig,
-) -> PlannedSeeds {
-    let mut rest = seed_trials(tests, env);
-    let mut trials = Vec::new();
-    let mut warnings = Vec::new();
-    if env.seed.is_some() {
-        return PlannedSeeds {
-            trials: rest,
-            warnings,
-        };
-    }
-    for (path, seed) in entries {
-        let Some(&test) = tests.iter().find(|t| t.path() == *path) else {
-            warnings.push(format!(
-                "warning: regression entry `{path} {seed}`: no registered test is named `{path}` \
-                 (renamed or removed?); the entry is skipped"
-            ));
-            continue;
-        };
-        if test.options.canary || test.options.should_fail {
-            continue;
-        }
-        if let Some(i) = rest
+impl SeedPlan {
+    /// The plan for `tests`, the regression-file `entries` and the environment.
+    pub(crate) fn new(
+        tests: &[&'static DstTest],
+        entries: &[(String, u64)],
+        env: &EnvConfig,
+    ) -> SeedPlan {
+        let tests_seeds: Vec<(&'static DstTest, Seeds)> = tests
             .iter()
-            .position(|t| t.seed == *seed && std::ptr::eq(t.test, test))
-        {
-            let mut trial = rest.remove(i);
-            trial.regression = true;
-            trials.push(trial);
-            continue;
-        }
-        trials.push(SeedTrial {
-            name: format!("{path}::regression_seed_{seed}"),
-            test,
-            seed: *seed,
-            check: if test.options.check_determinism {
-                Check::Declared
-            } else {
-                Check::Off
+            .filter(|t| !t.options.canary)
+            .map(|&t| (t, Seeds::selected(t, env)))
+            .collect();
+        let mut plan = SeedPlan {
+            first: Vec::new(),
+            paths: tests_seeds.iter().map(|(t, _)| t.path()).collect(),
+            tests: tests_seeds,
+            moved: BTreeSet::new(),
+            template: Template {
+                check_determinism: env.check_determinism,
+                swarm: env.swarm,
+                schedule: env.schedule.clone(),
+                shrink: !env.no_shrink,
+                log: log_config(env),
             },
-            swarm: test.options.swarm || env.swarm,
-            schedule: None,
-            shrink: !env.no_shrink,
-            regression: true,
-            log: log_config(env),
-        });
+            warnings: Vec::new(),
+        };
+        if env.seed.is_some() {
+            return plan;
+        }
+        for (path, seed) in entries {
+            let Some(&test) = tests.iter().find(|t| t.path() == *path) else {
+                plan.warnings.push(format!(
+                    "warning: regression entry `{path} {seed}`: no registered test is named \
+                     `{path}` (renamed or removed?); the entry is skipped"
+                ));
+                continue;
+            };
+            if test.options.canary || test.options.should_fail {
+                continue;
+            }
+            let index = plan.tests.iter().position(|(t, _)| std::ptr::eq(*t, test));
+            if let Some(i) = index {
+                if plan.tests[i].1.contains(*seed) && plan.moved.insert((i, *seed)) {
+                    let mut trial = plan.make(Key::Seed(i, *seed));
+                    trial.regression = true;
+                    plan.first.push(trial);
+                    continue;
+                }
+            }
+            plan.first.push(SeedTrial {
+                name: format!("{path}::regression_seed_{seed}"),
+                test,
+                seed: *seed,
+                check: if test.options.check_determinism {
+                    Check::Declared
+                } else {
+                    Check::Off
+                },
+                swarm: test.options.swarm || env.swarm,
+                schedule: None,
+                shrink: !env.no_shrink,
+                regression: true,
+                log: log_config(env),
+            });
+        }
+        plan
     }
-    trials.extend(rest);
-    PlannedSeeds { trials, warnings }
+
+    fn keys(&self) -> impl Iterator<Item = Key> + Send + '_ {
+        let first = (0..self.first.len()).map(Key::First);
+        let rest = self
+            .tests
+            .iter()
+            .enumerate()
+            .flat_map(move |(i, (_, seeds))| {
+                seeds
+                    .iter()
+                    .filter(move |s| self.moved.is_empty() || !self.moved.contains(&(i, *s)))
+                    .map(move |s| Key::Seed(i, s))
+            });
+        first.chain(rest)
+    }
+
+    fn make(&self, key: Key) -> SeedTrial {
+        match key {
+            Key::First(i) => self.first[i].clone(),
+            Key::Seed(i, seed) => {
+                let test = self.tests[i].0;
+                let t = &self.template;
+                SeedTrial {
+                    name: format!("{}::seed_{seed}", self.paths[i]),
+                    test,
+                    seed,
+                    check: if test.options.check_determinism {
+                        Check::Declared
+                    } else if t.check_determinism {
+                        Check::FromEnv
+                    } else {
+                        Check::Off
+                    },
+                    swarm: test.options.swarm || t.swarm,
+                    schedule: t.schedule.clone(),
+                    shrink: t.shrink,
+                    regression: false,
+                    log: t.log.clone(),
+                }
+            }
+        }
+    }
+
+    /// Every trial, made one at a time.
+    pub(crate) fn trials(&self) -> impl Iterator<Item = SeedTrial> + Send + '_ {
+        self.keys().map(|k| self.make(k))
+    }
+
+    /// Every trial's name and ignored flag, as name-only libtest-mimic trials (for the
+    /// command line's filter rules), without making the trials.
+    pub(crate) fn probes(&self) -> impl Iterator<Item = Trial> + Send + '_ {
+        self.keys().map(|k| {
+            let (name, test) = match k {
+                Key::First(i) => (self.first[i].name.clone(), self.first[i].test),
+                Key::Seed(i, seed) => (format!("{}::seed_{seed}", self.paths[i]), self.tests[i].0),
+            };
+            stream::probe(name).with_ignored_flag(test.options.ignore)
+        })
+    }
+
+    /// How many seed trials each test has (tests without any left out).
+    pub(crate) fn per_test(&self) -> Vec<(&'static DstTest, usize)> {
+        self.tests
+            .iter()
+            .map(|(test, seeds)| {
+                let outside = self
+                    .first
+                    .iter()
+                    .filter(|t| std::ptr::eq(t.test, *test) && !seeds.contains(t.seed))
+                    .count();
+                (*test, seeds.len() + outside)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+/// Every (test, seed) to run, in test order then seed order (see [`SeedPlan`]).
+#[cfg(test)]
+pub(crate) fn seed_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<SeedTrial> {
+    SeedPlan::new(tests, &[], env).trials().collect()
 }
 
 /// The log capture the environment asks for.
@@ -160,22 +310,13 @@ fn log_config(env: &EnvConfig) -> LogConfig {
     }
 }
 
-/// The seeds of `test` this run selects: `KELPIE_SEED`, else `KELPIE_SEEDS`, else the test's.
-fn selected_seeds(test: &DstTest, env: &EnvConfig) -> Vec<u64> {
-    match (env.seed, &env.seeds) {
-        (Some(seed), _) => vec![seed],
-        (None, Some(range)) => range.clone().collect(),
-        (None, None) => test.seeds.to_vec(),
-    }
-}
-
 /// A `canary` test: one trial over all its seeds that passes iff some seed fails.
 #[derive(Debug, Clone)]
 pub(crate) struct CanaryTrial {
     /// `<test path>::canary`.
     pub(crate) name: String,
     pub(crate) test: &'static DstTest,
-    pub(crate) seeds: Vec<u64>,
+    seeds: Seeds,
     swarm: bool,
     schedule: Option<FaultSchedule>,
     shrink: bool,
@@ -190,7 +331,7 @@ pub(crate) fn canary_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<
         .map(|&test| CanaryTrial {
             name: format!("{}::canary", test.path()),
             test,
-            seeds: selected_seeds(test, env),
+            seeds: Seeds::selected(test, env),
             swarm: test.options.swarm || env.swarm,
             schedule: env.schedule.clone(),
             // Finding the bug is the canary's point; shrinking would only cost time.
@@ -212,7 +353,7 @@ impl CanaryTrial {
                     .to_string(),
             );
         }
-        for (i, &seed) in self.seeds.iter().enumerate() {
+        for (i, seed) in self.seeds.iter().enumerate() {
             let trial = SeedTrial {
                 name: self.name.clone(),
                 test: self.test,
@@ -243,15 +384,15 @@ impl CanaryTrial {
             "canary not found: all {} seeds passed, so the checks did not catch the planted bug \
              (seeds {}..={})",
             self.seeds.len(),
-            self.seeds.first().copied().unwrap_or(0),
-            self.seeds.last().copied().unwrap_or(0)
+            self.seeds.iter().next().unwrap_or(0),
+            self.seeds.iter().last().unwrap_or(0)
         ))
     }
 
-    /// The libtest-mimic trial; on success it prints which seed found the bug.
-    pub(crate) fn into_trial(self, invocation: Arc<Invocation>) -> Trial {
+    /// The trial; on success it prints which seed found the bug.
+    pub(crate) fn into_trial(self, invocation: Arc<Invocation>) -> Pending {
         let ignored = self.test.options.ignore;
-        Trial::test(self.name.clone(), move || match self.run(&invocation) {
+        Pending::test(self.name.clone(), move || match self.run(&invocation) {
             Ok(found) => {
                 println!("{found}");
                 Ok(())
@@ -492,15 +633,15 @@ impl SeedTrial {
         env
     }
 
-    /// The libtest-mimic trial. With a session, the seed's fault and `sometimes!` coverage is
-    /// recorded, and a failing seed is added to the regression file.
+    /// The trial. With a session, the seed's fault and `sometimes!` coverage is recorded, and
+    /// a failing seed is added to the regression file.
     pub(crate) fn into_trial(
         self,
         invocation: Arc<Invocation>,
         session: Option<Arc<Session>>,
-    ) -> Trial {
+    ) -> Pending {
         let ignored = self.test.options.ignore;
-        Trial::test(self.name.clone(), move || {
+        Pending::test(self.name.clone(), move || {
             let started = std::time::Instant::now();
             let running = running::enter(&self.name, self.wall_limit());
             let execution = self.execute(&invocation);
@@ -1133,9 +1274,10 @@ mod tests {
             seeds: Some(0..=2),
             ..EnvConfig::default()
         };
-        let planned = plan_seed_trials(&[&WRITES, &ODD_SHOULD_FAIL], &entries, &env);
+        let planned = SeedPlan::new(&[&WRITES, &ODD_SHOULD_FAIL], &entries, &env);
+        let trials: Vec<SeedTrial> = planned.trials().collect();
         assert_eq!(
-            names(&planned.trials),
+            names(&trials),
             [
                 "lease_dst::writes::regression_seed_99",
                 // In the range: moved to the front under its usual name, not run twice.
@@ -1147,8 +1289,19 @@ mod tests {
                 "lease_dst::odd_should_fail::seed_2",
             ]
         );
-        assert!(planned.trials[0].regression && planned.trials[1].regression);
-        assert!(!planned.trials[2].regression);
+        assert!(trials[0].regression && trials[1].regression);
+        assert!(!trials[2].regression);
+        // The probes name the same trials, in the same order, and the counts per test agree.
+        let probes: Vec<String> = planned.probes().map(|p| p.name().to_string()).collect();
+        assert_eq!(probes, names(&trials));
+        assert_eq!(
+            planned
+                .per_test()
+                .iter()
+                .map(|(t, n)| (t.name, *n))
+                .collect::<Vec<_>>(),
+            [("writes", 4), ("odd_should_fail", 3)]
+        );
         assert_eq!(planned.warnings.len(), 1);
         assert!(
             planned.warnings[0].contains("no registered test is named `gone::test`"),
@@ -1164,11 +1317,13 @@ mod tests {
             seed: Some(99),
             ..EnvConfig::default()
         };
-        let planned = plan_seed_trials(&[&WRITES], &entries, &env);
-        assert_eq!(names(&planned.trials), ["lease_dst::writes::seed_99"]);
+        let planned = SeedPlan::new(&[&WRITES], &entries, &env);
+        let trials: Vec<SeedTrial> = planned.trials().collect();
+        assert_eq!(names(&trials), ["lease_dst::writes::seed_99"]);
         // A regression trial's reproduce line names `seed_N`, which exists from the seed alone.
-        let regression = plan_seed_trials(&[&WRITES], &entries, &EnvConfig::default());
-        let message = regression.trials[0].run(&invocation()).unwrap_err();
+        let regression = SeedPlan::new(&[&WRITES], &entries, &EnvConfig::default());
+        let first = regression.trials().next().unwrap();
+        let message = first.run(&invocation()).unwrap_err();
         assert!(
             message.contains("KELPIE_SEED=99 cargo test")
                 && message.contains("--exact lease_dst::writes::seed_99"),

@@ -15,8 +15,9 @@ use std::sync::Arc;
 pub(crate) type Key = Arc<[u8]>;
 
 /// One key's state on a disk.
-#[derive(Default)]
 struct Slot {
+    /// The key, as the map stores it (found with the slot in one search).
+    key: Key,
     /// The synced value.
     durable: Option<Vec<u8>>,
     /// An unsynced write; `Some(None)` is an unsynced delete.
@@ -27,6 +28,29 @@ struct Slot {
 }
 
 impl Slot {
+    fn new(key: &Key) -> Slot {
+        Slot {
+            key: key.clone(),
+            durable: None,
+            volatile: None,
+            version: 0,
+        }
+    }
+
+    /// Sets the unsynced value (`None`: an unsynced delete) at `version`, reusing the buffer of
+    /// an unsynced value it replaces; `true` if the slot had no unsynced write before.
+    fn set_volatile(&mut self, value: Option<&[u8]>, version: u64) -> bool {
+        self.version = version;
+        match (&mut self.volatile, value) {
+            (Some(Some(buf)), Some(v)) => {
+                buf.clear();
+                buf.extend_from_slice(v);
+                false
+            }
+            (volatile, v) => volatile.replace(v.map(<[u8]>::to_vec)).is_none(),
+        }
+    }
+
     fn visible(&self) -> Option<&Vec<u8>> {
         match &self.volatile {
             Some(v) => v.as_ref(),
@@ -65,24 +89,34 @@ impl Disk {
         self.slots.get_key_value(key).map(|(k, _)| k.clone())
     }
 
-    /// The slot of `key`, created if new; with the stored key.
-    fn slot(&mut self, key: &[u8]) -> (Key, &mut Slot) {
-        let k = self.key(key).unwrap_or_else(|| Key::from(key));
-        let slot = self.slots.entry(k.clone()).or_default();
-        (k, slot)
+    /// The slot of `key`, created if new.
+    fn slot(&mut self, key: &[u8]) -> &mut Slot {
+        if self.slots.contains_key(key) {
+            return self.slots.get_mut(key).expect("the key is there");
+        }
+        let k = Key::from(key);
+        self.slots.entry(k.clone()).or_insert_with(|| Slot::new(&k))
     }
 
     pub(crate) fn read(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.slots.get(key).and_then(Slot::visible).cloned()
     }
 
-    /// An unsynced write (`None` deletes); returns the stored key.
-    pub(crate) fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) -> Key {
+    /// An unsynced write (`None` deletes); returns the stored key. A key the disk has is found
+    /// with one search, and its unsynced value's buffer is reused: no allocation for a key
+    /// written again before a sync.
+    pub(crate) fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Key {
         self.version += 1;
         let version = self.version;
-        let (k, slot) = self.slot(key);
-        slot.version = version;
-        if slot.volatile.replace(value).is_none() {
+        let (k, was_clean) = match self.slots.get_mut(key) {
+            Some(slot) => (slot.key.clone(), slot.set_volatile(value, version)),
+            None => {
+                let k = Key::from(key);
+                let slot = self.slots.entry(k.clone()).or_insert_with(|| Slot::new(&k));
+                (k, slot.set_volatile(value, version))
+            }
+        };
+        if was_clean {
             if self.dirty.capacity() == 0 {
                 self.dirty.reserve(16);
             }
@@ -94,7 +128,7 @@ impl Disk {
     pub(crate) fn write_durable(&mut self, key: &[u8], value: Option<Vec<u8>>) {
         self.version += 1;
         let version = self.version;
-        let (_, slot) = self.slot(key);
+        let slot = self.slot(key);
         slot.version = version;
         slot.volatile = None;
         slot.durable = value;
@@ -143,7 +177,7 @@ impl Disk {
         if old.len() > cut {
             stored.extend_from_slice(&old[cut..]);
         }
-        self.write(key, Some(stored))
+        self.write(key, Some(&stored))
     }
 
     /// A write of `value` meant for `key` that lands on another key with a value, the one at
@@ -157,7 +191,7 @@ impl Disk {
         let others: Vec<Key> = self.keys().into_iter().filter(|k| **k != *key).collect();
         if !others.is_empty() {
             let i = pick(others.len() as u64) as usize;
-            self.write(&others[i], Some(value.to_vec()));
+            self.write(&others[i], Some(value));
         }
     }
 }
@@ -173,12 +207,12 @@ mod tests {
     #[test]
     fn crash_loses_exactly_the_unsynced_writes_and_deletes() {
         let mut d = Disk::new();
-        d.write(b"a", val("1"));
-        d.write(b"b", val("1"));
+        d.write(b"a", val("1").as_deref());
+        d.write(b"b", val("1").as_deref());
         d.sync();
-        d.write(b"a", val("2"));
+        d.write(b"a", val("2").as_deref());
         d.write(b"b", None);
-        d.write(b"c", val("1"));
+        d.write(b"c", val("1").as_deref());
         assert_eq!(d.unsynced_len(), 3);
         assert_eq!((d.read(b"a"), d.read(b"b")), (val("2"), None));
         d.crash();
@@ -192,13 +226,13 @@ mod tests {
     #[test]
     fn a_durable_write_between_unsynced_ones_is_counted_and_kept_once() {
         let mut d = Disk::new();
-        d.write(b"k", val("1"));
+        d.write(b"k", val("1").as_deref());
         d.write_durable(b"k", val("2"));
-        d.write(b"k", val("3"));
+        d.write(b"k", val("3").as_deref());
         assert_eq!(d.unsynced_len(), 1);
         d.crash();
         assert_eq!(d.read(b"k"), val("2"));
-        d.write(b"k", val("4"));
+        d.write(b"k", val("4").as_deref());
         d.sync();
         d.crash();
         assert_eq!(d.read(b"k"), val("4"));
@@ -207,10 +241,10 @@ mod tests {
     #[test]
     fn versions_survive_deletes_so_a_recreated_key_still_conflicts() {
         let mut d = Disk::new();
-        d.write(b"k", val("1"));
+        d.write(b"k", val("1").as_deref());
         let seen = d.version_of(b"k");
         d.write(b"k", None);
-        d.write(b"k", val("1"));
+        d.write(b"k", val("1").as_deref());
         assert_ne!(d.version_of(b"k"), seen);
         assert_eq!(d.version_of(b"never"), 0);
     }
@@ -219,11 +253,11 @@ mod tests {
     fn scan_shows_the_visible_values_under_the_prefix_in_order() {
         let mut d = Disk::new();
         for k in ["p/b", "p/a", "p/c", "q", "p"] {
-            d.write(k.as_bytes(), val(k));
+            d.write(k.as_bytes(), val(k).as_deref());
         }
         d.sync();
         d.write(b"p/c", None);
-        d.write(b"p/a", val("new"));
+        d.write(b"p/a", val("new").as_deref());
         let keys: Vec<(String, String)> = d
             .scan(b"p/")
             .into_iter()
@@ -239,8 +273,8 @@ mod tests {
     #[test]
     fn the_trace_shares_the_disk_key() {
         let mut d = Disk::new();
-        let first = d.write(b"k", val("1"));
-        let again = d.write(b"k", val("2"));
+        let first = d.write(b"k", val("1").as_deref());
+        let again = d.write(b"k", val("2").as_deref());
         assert!(Arc::ptr_eq(&first, &again));
     }
 }

@@ -157,7 +157,7 @@ impl World {
             let cut = st.faults.draw(i, 0..value.len().max(1) as u64) as usize;
             disk.write_torn(key, value, cut)
         } else {
-            disk.write(key, Some(value.to_vec()))
+            disk.write(key, Some(value))
         };
         st.trace_storage(at, node, OpKind::Set, k, Some(value), true);
         Ok(())
