@@ -31,6 +31,16 @@ pub trait Platform: Clone + Send + Sync + 'static {
 
     /// A random number (jitter, ids).
     fn random(&self) -> u64;
+
+    /// A named fault point (FoundationDB's `buggify`): the runtime calls it at the places
+    /// where a crash, a pause or a failure makes a rare interleaving (`lease.release`,
+    /// `activation.handle`, ...). Resolves to `true` if the operation that follows must fail.
+    /// On a production platform it does nothing (`false` at once); in a simulation a test
+    /// arms it to crash, pause, delay or fail the node there.
+    fn fault_point(&self, name: &'static str) -> impl Future<Output = bool> + Send + 'static {
+        let _ = name;
+        std::future::ready(false)
+    }
 }
 
 /// The production platform: tokio timers and tasks, the system clock, a [`MemoryKv`] (or any
@@ -236,6 +246,11 @@ mod sim {
 
         fn random(&self) -> u64 {
             self.env.rng().next_u64()
+        }
+
+        fn fault_point(&self, name: &'static str) -> impl Future<Output = bool> + Send + 'static {
+            let env = self.env.clone();
+            async move { env.reach_point(name).await }
         }
     }
 }

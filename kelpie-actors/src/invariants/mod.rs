@@ -5,7 +5,7 @@ mod cluster;
 mod durability;
 pub use cluster::{
     CheckerStats, Clocks, ClusterChecker, ClusterInvariant, ClusterViolation, FenceBreach,
-    FencingTokenMonotonic, Holding, LeaseUniqueness, MigrationAtomicity, MigrationBreach,
+    FencingTokenMonotonic, Holding, LeaseBoundActivity, LeaseBreach, LeaseUniqueness, MigrationAtomicity, MigrationBreach,
     NoSplitBrain, SingleActivation,
 };
 pub use durability::{
