@@ -98,7 +98,8 @@ pub(crate) fn counter_cluster(
     nodes: usize,
     config: RuntimeConfig,
 ) -> Cluster<Runtime> {
-    Cluster::start(env, nodes, move |platform, checker| {
+    let lease = config.lease.clone();
+    Cluster::start(env, nodes, &lease, move |platform, checker| {
         let rt = ActorRuntime::with_observer(platform, config.clone(), checker).unwrap();
         (rt, None)
     })
