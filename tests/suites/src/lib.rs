@@ -21,6 +21,7 @@ mod network_dst;
 mod registry_dst;
 mod storage_dst;
 mod store_contract_dst;
+mod targeted_dst;
 mod wal_dst;
 
 mod support;

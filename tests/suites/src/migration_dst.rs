@@ -9,8 +9,7 @@ use std::time::Duration;
 use kelpie::SimEnv;
 
 use counter::{
-    cluster_of, counter_cluster, judge, run_clients, runtime_config, MemoryCounter, Operator,
-    Tally,
+    cluster_of, counter_cluster, judge, run_clients, runtime_config, MemoryCounter, Operator, Tally,
 };
 
 use crate::support::cluster as support;

@@ -78,10 +78,7 @@ async fn ops_match_a_model<K: ActorKV>(env: &SimEnv, kv: K) -> Result<(), String
                 // empty: the whole store).
                 let k = pick(&keys);
                 let prefix = k[..rng.gen_range(0..k.len() as u64 + 1) as usize].to_vec();
-                let got = kv
-                    .scan_prefix(&prefix)
-                    .await
-                    .map_err(|e| err("scan", e))?;
+                let got = kv.scan_prefix(&prefix).await.map_err(|e| err("scan", e))?;
                 let want: Vec<(Vec<u8>, Vec<u8>)> = model
                     .iter()
                     .filter(|(key, _)| key.starts_with(&prefix))
@@ -136,10 +133,7 @@ async fn ops_match_a_model<K: ActorKV>(env: &SimEnv, kv: K) -> Result<(), String
         scans_with_extension > 0,
         "a prefix scan matched keys that extend each other"
     );
-    kelpie::sometimes!(
-        model.contains_key(&Vec::new()),
-        "the empty key was stored"
-    );
+    kelpie::sometimes!(model.contains_key(&Vec::new()), "the empty key was stored");
     Ok(())
 }
 
@@ -312,7 +306,9 @@ async fn crash_semantics(env: &SimEnv) -> Result<(), String> {
                 "acknowledged write of {} ({}) lost after crashes: the store holds {:?}",
                 show(key),
                 String::from_utf8_lossy(value),
-                state.get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+                state
+                    .get(key)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
             ));
         }
     }
