@@ -366,7 +366,10 @@ impl<P: Platform, A: Actor<P>> ActorRuntime<P, A> {
         let decided_on_arrival = inner.decides_on_arrival(slot);
         let mut guard = slot.instance.lock().await;
         if let Some(generation) = guard.as_ref().map(|i| i.generation) {
-            if let Some(reason) = inner.invalid(slot, generation).filter(|_| !decided_on_arrival) {
+            if let Some(reason) = inner
+                .invalid(slot, generation)
+                .filter(|_| !decided_on_arrival)
+            {
                 inner.deactivate_locked(id, slot, &mut guard, reason).await;
             }
         }
@@ -383,7 +386,10 @@ impl<P: Platform, A: Actor<P>> ActorRuntime<P, A> {
             unreachable!("an instance was just activated");
         };
         let generation = *generation;
-        if let Some(reason) = inner.invalid(slot, generation).filter(|_| !decided_on_arrival) {
+        if let Some(reason) = inner
+            .invalid(slot, generation)
+            .filter(|_| !decided_on_arrival)
+        {
             inner.deactivate_locked(id, slot, &mut guard, reason).await;
             return Err(ActorError::NotActive {
                 actor: id.to_string(),

@@ -207,8 +207,10 @@ mod tests {
     }
 
     fn has_prefix_pair(ids: &[String]) -> bool {
-        ids.iter()
-            .any(|a| ids.iter().any(|b| b.len() > a.len() && b.starts_with(a.as_str())))
+        ids.iter().any(|a| {
+            ids.iter()
+                .any(|b| b.len() > a.len() && b.starts_with(a.as_str()))
+        })
     }
 
     #[test]

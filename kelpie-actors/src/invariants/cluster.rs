@@ -395,10 +395,7 @@ impl fmt::Display for ClusterViolation {
                     LeaseBreach::Superseded {
                         newest,
                         newest_holder,
-                    } => write!(
-                        f,
-                        "after token {newest} was granted to {newest_holder}"
-                    ),
+                    } => write!(f, "after token {newest} was granted to {newest_holder}"),
                 }
             }
             ClusterViolation::NoSplitBrain { owners, .. } => {
@@ -914,7 +911,10 @@ impl LeaseBoundActivity {
     }
 
     fn granted(&mut self, actor: &ActorId, token: u64, node: &str) {
-        let newest = self.newest.entry(actor.clone()).or_insert((0, String::new()));
+        let newest = self
+            .newest
+            .entry(actor.clone())
+            .or_insert((0, String::new()));
         if token >= newest.0 {
             *newest = (token, node.to_string());
         }
@@ -994,9 +994,7 @@ impl ClusterInvariant for LeaseBoundActivity {
                 self.granted(&e.actor, *to_token, to);
                 None
             }
-            ClusterEventKind::Activated { token, .. } => {
-                self.judge(e, *token, "activated", clocks)
-            }
+            ClusterEventKind::Activated { token, .. } => self.judge(e, *token, "activated", clocks),
             ClusterEventKind::Handling { token } => {
                 self.judge(e, *token, "started a message", clocks)
             }
@@ -1646,7 +1644,9 @@ mod tests {
         // A grant at true time 100 ms covers acting until (not at) 600 ms, whatever validity
         // the runtime reports (here a generous 10 s).
         set(&c, "n1", 100);
-        assert!(inv.observe(&ev("n2", acquired(1, 10_000)), &clocks).is_none());
+        assert!(inv
+            .observe(&ev("n2", acquired(1, 10_000)), &clocks)
+            .is_none());
         set(&c, "n1", 599);
         assert!(inv.observe(&ev("n2", handling(1)), &clocks).is_none());
         assert!(inv

@@ -59,7 +59,14 @@ pub(crate) struct PointTable {
 }
 
 impl PointTable {
-    fn arm(&mut self, name: &str, node: Option<NodeId>, action: PointAction, times: u32, skip: u32) {
+    fn arm(
+        &mut self,
+        name: &str,
+        node: Option<NodeId>,
+        action: PointAction,
+        times: u32,
+        skip: u32,
+    ) {
         self.armed.entry(name.to_string()).or_default().push(Armed {
             node,
             action,

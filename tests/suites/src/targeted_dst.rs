@@ -8,12 +8,19 @@
 //! | [`a_message_queued_behind_a_paused_holder_does_not_act`] | `activation.handle` | a message waits behind a slow one while its holder is paused past its lease and another node takes over |
 //! | [`a_release_racing_a_takeover_leaves_the_new_lease`] | `lease.release` | a holder paused while releasing wakes after another node took the actor over |
 //! | [`a_failed_release_still_lets_the_actor_move`] | `lease.release` | the first release attempts fail (the store refuses), the release retries |
+//! | [`wal_retries_after_unknown_outcomes_apply_once`] | `wal.append.reply`, `wal.complete.reply` | an append or a complete commits but its reply is lost; the client retries the same idempotency key |
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use kelpie::gen::{Alphabet, IdGen};
 use kelpie::points::PointAction;
 use kelpie::SimEnv;
-use kelpie_actors::{ActorError, ActorId, RuntimeConfig};
+use kelpie_actors::{
+    ActorError, ActorId, ActorKV, JsonValue, KvError, KvTransaction, RuntimeConfig, SimKv,
+    SimPlatform, Wal, WalApply, WalBug, WalConfig, WalEntry,
+};
 
 use crate::support::cluster::{self as support, Cluster};
 use crate::support::counter::{
@@ -290,4 +297,120 @@ async fn a_failed_release_still_lets_the_actor_move(env: SimEnv) -> Result<(), S
         env.elapsed().saturating_sub(started)
     ));
     verdict(&cluster)
+}
+
+/// Credits an entry's amount to `ledger/total` and counts its applications under
+/// `ledger/applied/{key}`: the facts the WAL scenario judges from.
+struct Credit;
+
+fn read_u64(v: Option<Vec<u8>>) -> u64 {
+    v.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+impl<T: KvTransaction> WalApply<T> for Credit {
+    async fn apply(&self, entry: &WalEntry, txn: &mut T) -> Result<JsonValue, ActorError> {
+        let total = read_u64(txn.get(b"ledger/total").await?) + entry.payload.as_u64().unwrap_or(0);
+        txn.set(b"ledger/total", &total.to_le_bytes());
+        let key = format!("ledger/applied/{}", entry.key).into_bytes();
+        let times = read_u64(txn.get(&key).await?) + 1;
+        txn.set(&key, &times.to_le_bytes());
+        Ok(total.into())
+    }
+}
+
+/// A client submits credits under generated idempotency keys (a prefix chain, a 128-character
+/// key, and repeats of earlier keys: a client sending the same request twice), retrying each
+/// submission until it is acknowledged. Replies of appends and completes that committed are
+/// lost at armed fault points (the caller sees an unknown outcome), a random number of times.
+/// Every key must be applied exactly once, with the amount of its first submission, and the
+/// total must be their sum.
+async fn wal_retries(env: SimEnv, config: WalConfig) -> Result<(), String> {
+    let rng = env.rng();
+    let db = env.create_node("db").build();
+    let kv = SimKv::new(&db);
+    let node = env.create_node("w").build();
+    let wal = Wal::with_config(SimPlatform::new(node.clone(), kv.clone()), "ledger", config)
+        .map_err(|e| e.to_string())?;
+    let keys = IdGen::new(Alphabet::ActorId, 1, 128).batch(&rng, 12);
+    for point in ["wal.append.reply", "wal.complete.reply"] {
+        let times = rng.gen_range(2..6) as u32;
+        let skip = rng.gen_range(0..4) as u32;
+        env.arm_point_times(point, Some(node.node()), PointAction::Fail, times, skip);
+    }
+    let mut first_amount: BTreeMap<String, u64> = BTreeMap::new();
+    let mut unknown = 0;
+    let task = {
+        let (keys, wal, env2) = (keys.clone(), wal.clone(), env.clone());
+        node.spawn(async move {
+            let mut amounts = Vec::new();
+            let mut unknown = 0;
+            for key in keys {
+                let amount = 1 + env2.rng().gen_range(0..100);
+                amounts.push((key.clone(), amount));
+                loop {
+                    match wal.submit(&key, amount.into(), &Credit).await {
+                        Ok(_) => break,
+                        Err(ActorError::Kv(KvError::OutcomeUnknown)) => unknown += 1,
+                        Err(e) => return Err(format!("submit {key:?} failed: {e}")),
+                    }
+                }
+            }
+            Ok((amounts, unknown))
+        })
+    };
+    let (amounts, seen_unknown) = task.await.map_err(|e| e.to_string())??;
+    unknown += seen_unknown;
+    for (key, amount) in amounts {
+        first_amount.entry(key).or_insert(amount);
+    }
+    let mut expected_total = 0;
+    for (key, amount) in &first_amount {
+        let times = read_u64(
+            kv.get(format!("ledger/applied/{key}").as_bytes())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        if times != 1 {
+            return Err(format!(
+                "wal entry {key:?} was applied {times} times (exactly once expected) after \
+                 {unknown} unknown outcomes"
+            ));
+        }
+        expected_total += amount;
+    }
+    let total = read_u64(kv.get(b"ledger/total").await.map_err(|e| e.to_string())?);
+    if total != expected_total {
+        return Err(format!(
+            "ledger total {total}, expected {expected_total} (the first amount of each key)"
+        ));
+    }
+    let fired =
+        env.point_stats("wal.append.reply").fired + env.point_stats("wal.complete.reply").fired;
+    env.trace(format!(
+        "wal: {unknown} unknown outcomes, {fired} replies lost"
+    ));
+    kelpie::sometimes!(
+        env.point_stats("wal.complete.reply").fired > 0,
+        "a complete committed and its reply was lost"
+    );
+    kelpie::sometimes!(first_amount.len() < keys.len(), "a key was submitted twice");
+    Ok(())
+}
+
+/// Retries of `append` and `complete` after unknown outcomes apply each key exactly once.
+#[kelpie::dst_test(seeds = 0..20)]
+async fn wal_retries_after_unknown_outcomes_apply_once(env: SimEnv) -> Result<(), String> {
+    wal_retries(env, WalConfig::default()).await
+}
+
+/// Canary for a retry after an unknown outcome: `complete` applies an entry without looking
+/// at its status, so the retry of a complete whose reply was lost applies it again.
+#[kelpie::dst_test(seeds = 0..20, canary)]
+async fn canary_complete_without_status_check_applies_twice(env: SimEnv) -> Result<(), String> {
+    let config = WalConfig {
+        bug: Some(WalBug::CompleteSkipsStatusCheck),
+        ..WalConfig::default()
+    };
+    wal_retries(env, config).await
 }
