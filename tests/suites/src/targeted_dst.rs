@@ -46,7 +46,31 @@ async fn invoke<A: CounterActor>(
         .flatten()
 }
 
-/// Sends `op` through `node` every 10–30 ms until it succeeds or `within` passes.
+/// Sends `op` through `node` every 10–30 ms until it succeeds or `within` passes; the last
+/// failure if it never succeeded.
+async fn try_until_ok<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
+    node: &str,
+    actor: &ActorId,
+    op: Op,
+    within: Duration,
+) -> Result<(), String> {
+    let env = &cluster.env;
+    let deadline = env.elapsed() + within;
+    let mut last = "no attempt".to_string();
+    while env.elapsed() < deadline {
+        match invoke(cluster, node, actor, op).await {
+            Some(Ok(_)) => return Ok(()),
+            Some(Err(e)) => last = e.to_string(),
+            None => last = "no answer within 300 ms".to_string(),
+        }
+        env.sleep(Duration::from_millis(env.rng().gen_range(10..30)))
+            .await;
+    }
+    Err(last)
+}
+
+/// Like [`try_until_ok`], whether it succeeded.
 async fn until_ok<A: CounterActor>(
     cluster: &Cluster<Runtime<A>>,
     node: &str,
@@ -54,16 +78,25 @@ async fn until_ok<A: CounterActor>(
     op: Op,
     within: Duration,
 ) -> bool {
-    let env = &cluster.env;
-    let deadline = env.elapsed() + within;
-    while env.elapsed() < deadline {
-        if let Some(Ok(_)) = invoke(cluster, node, actor, op).await {
-            return true;
-        }
-        env.sleep(Duration::from_millis(env.rng().gen_range(10..30)))
-            .await;
-    }
-    false
+    try_until_ok(cluster, node, actor, op, within).await.is_ok()
+}
+
+/// The liveness every scenario starts from: with no fault and no other holder, the first node
+/// asked activates a free actor (within 2 s) — named, so that a runtime that can no longer
+/// activate anything fails here with its cause rather than by a scenario going quiet.
+async fn activates_when_free<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
+    node: &str,
+    actor: &ActorId,
+) -> Result<(), String> {
+    try_until_ok(cluster, node, actor, Op::Add, Duration::from_secs(2))
+        .await
+        .map_err(|last| {
+            format!(
+                "Liveness (activation) violated: {node} could not activate the free actor \
+                 {actor} within 2 s without faults; last error: {last}"
+            )
+        })
 }
 
 /// The verdict of a scenario: no invariant violated (with the actor's events if one was).
@@ -95,9 +128,7 @@ async fn paused_holder(env: SimEnv, config: RuntimeConfig) -> Result<(), String>
     let cluster = cluster_of::<MemoryCounter>(&env, 2, config);
     let actor = ActorId::new("ns", "a0").unwrap();
     let n2 = cluster.nodes[0].node();
-    if !until_ok(&cluster, "n2", &actor, Op::Add, Duration::from_secs(2)).await {
-        return Err("n2 never activated the actor".into());
-    }
+    activates_when_free(&cluster, "n2", &actor).await?;
     let rng = env.rng();
     let pause = Duration::from_millis(rng.gen_range(800..1500));
     // The first message sits in the runtime until after n2 wakes.
@@ -198,9 +229,7 @@ async fn release_race(env: SimEnv, config: RuntimeConfig) -> Result<(), String> 
     let cluster = cluster_of::<Counter>(&env, 3, config);
     let actor = ActorId::new("ns", "a0").unwrap();
     let n2 = cluster.nodes[0].node();
-    if !until_ok(&cluster, "n2", &actor, Op::Add, Duration::from_secs(2)).await {
-        return Err("n2 never activated the actor".into());
-    }
+    activates_when_free(&cluster, "n2", &actor).await?;
     let rng = env.rng();
     let pause = Duration::from_millis(rng.gen_range(800..1500));
     env.arm_point("lease.release", Some(n2), PointAction::Pause(pause));
@@ -264,9 +293,7 @@ async fn canary_blind_release_frees_the_successors_lease(env: SimEnv) -> Result<
 async fn a_failed_release_still_lets_the_actor_move(env: SimEnv) -> Result<(), String> {
     let cluster = cluster_of::<Counter>(&env, 2, runtime_config());
     let actor = ActorId::new("ns", "a0").unwrap();
-    if !until_ok(&cluster, "n2", &actor, Op::Add, Duration::from_secs(2)).await {
-        return Err("n2 never activated the actor".into());
-    }
+    activates_when_free(&cluster, "n2", &actor).await?;
     let failures = env.rng().gen_range(1..4) as u32;
     env.arm_point_times(
         "lease.release",
