@@ -9,7 +9,8 @@ use std::time::Duration;
 use kelpie::SimEnv;
 
 use counter::{
-    cluster_of, counter_cluster, judge, run_clients, runtime_config, MemoryCounter, Operator, Tally,
+    cluster_of, counter_cluster, judge, run_clients, runtime_config, MemoryCounter, Operator,
+    PlainCounter, Tally,
 };
 
 use crate::support::cluster as support;
@@ -149,4 +150,24 @@ async fn a_store_backed_counter_cannot_see_an_ignored_handoff(env: SimEnv) -> Re
     let operator = Operator::Migrate(Duration::from_millis(100));
     let (tally, split, _) = run_clients(&cluster, &actors, 4, 3, operator).await;
     judge(&env, &cluster, &tally, split, false).await
+}
+
+/// Actors without a snapshot (the trait's default) migrate by reloading from the store: the
+/// source hands nothing over, and with only storage latency every target whose hand-off
+/// committed activates (a refusal is named as a liveness violation, with its cause).
+#[kelpie::dst_test(seeds = 0..12, faults = [StorageLatency(0.3, 30)])]
+async fn actors_without_snapshots_migrate_by_reloading(env: SimEnv) -> Result<(), String> {
+    let cluster = cluster_of::<PlainCounter>(&env, 3, memory_config());
+    let actors = support::actors(3);
+    let operator = Operator::Migrate(Duration::from_millis(150));
+    let (tally, split, _) = run_clients(&cluster, &actors, 4, 3, operator).await;
+    if let Some(refusal) = tally.refusals.first() {
+        return Err(format!(
+            "Liveness (migration) violated: a target refused to activate after the hand-off \
+             committed ({} refusals): {refusal}",
+            tally.refusals.len()
+        ));
+    }
+    judge(&env, &cluster, &tally, split, false).await?;
+    migrations_happened(&cluster.checker.stats(), &tally, false)
 }

@@ -15,7 +15,7 @@ use kelpie::SimEnv;
 use kelpie_actors::invariants::{ClusterViolation, NoSplitBrain};
 use kelpie_actors::{
     Actor, ActorContext, ActorError, ActorId, ActorKV, ActorRuntime, KvError, KvTransaction,
-    LeaseConfig, Registry, RuntimeConfig,
+    LeaseConfig, Platform, Registry, RuntimeConfig,
 };
 
 use super::cluster::{self as support, Cluster, NodePlatform};
@@ -103,9 +103,15 @@ impl Actor<NodePlatform> for MemoryCounter {
 
     async fn handle(
         &mut self,
-        _ctx: &ActorContext<NodePlatform>,
+        ctx: &ActorContext<NodePlatform>,
         op: Op,
     ) -> Result<u64, ActorError> {
+        // The context's contract: it names the node the instance runs on.
+        assert_eq!(
+            ctx.node(),
+            ctx.platform().node(),
+            "ActorContext::node names another node than the instance's platform"
+        );
         if op == Op::Add {
             self.value += 1;
         }
@@ -130,6 +136,31 @@ impl CounterActor for Counter {
 
 impl CounterActor for MemoryCounter {
     const PERSISTED: bool = false;
+}
+
+/// The store-backed counter without a snapshot (the trait's default): a migration hands it
+/// nothing, and the target reloads the count from the store.
+pub(crate) struct PlainCounter(Counter);
+
+impl Actor<NodePlatform> for PlainCounter {
+    type Msg = Op;
+    type Reply = u64;
+
+    async fn activate(ctx: &ActorContext<NodePlatform>) -> Result<Self, ActorError> {
+        Counter::activate(ctx).await.map(PlainCounter)
+    }
+
+    async fn handle(
+        &mut self,
+        ctx: &ActorContext<NodePlatform>,
+        op: Op,
+    ) -> Result<u64, ActorError> {
+        self.0.handle(ctx, op).await
+    }
+}
+
+impl CounterActor for PlainCounter {
+    const PERSISTED: bool = true;
 }
 
 /// The runtime every node runs.
@@ -176,6 +207,8 @@ pub(crate) struct Tally {
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Operator actions (deactivations, migrations) by outcome.
     pub migrations: BTreeMap<&'static str, u64>,
+    /// Why migration targets refused to activate after a committed hand-off.
+    pub refusals: Vec<String>,
 }
 
 impl Tally {
@@ -328,11 +361,16 @@ pub(crate) async fn run_clients<A: CounterActor>(
                     .collect();
                 let actor =
                     support::pick(&env, if active.is_empty() { &actors } else { &active }).clone();
+                let mut refusals = Vec::new();
                 let label = match operator {
-                    Operator::Migrate(_) => migrate_once(&env, &names, &services, &actor).await,
+                    Operator::Migrate(_) => {
+                        migrate_once(&env, &names, &services, &actor, &mut refusals).await
+                    }
                     Operator::Deactivate(_) => deactivate_once(&names, &services, &actor).await,
                 };
-                *tally.lock().unwrap().migrations.entry(label).or_default() += 1;
+                let mut t = tally.lock().unwrap();
+                *t.migrations.entry(label).or_default() += 1;
+                t.refusals.extend(refusals);
             }
         }));
     }
@@ -375,6 +413,7 @@ async fn migrate_once<A: CounterActor>(
     names: &[String],
     services: &support::Services<Runtime<A>>,
     actor: &ActorId,
+    refusals: &mut Vec<String>,
 ) -> &'static str {
     let Some(source) = names
         .iter()
@@ -397,7 +436,10 @@ async fn migrate_once<A: CounterActor>(
     let a = actor.clone();
     match support::run_on(&target, async move { tgt.migrate_in(&a).await }).await {
         Some(Ok(_)) => "completed",
-        Some(Err(_)) => "target refused",
+        Some(Err(e)) => {
+            refusals.push(format!("{actor} {source} -> {target}: {e}"));
+            "target refused"
+        }
         None => "target died",
     }
 }
