@@ -176,6 +176,11 @@ pub struct ClusterBugs {
     /// the store): an actor whose state lives only in memory restarts empty. Breaks
     /// MigrationAtomicity (restored state differs).
     pub migration_target_ignores_handoff: bool,
+    /// The migration target does not claim a lease handed to it at once: it waits the record
+    /// out like another holder's. Every migration stalls for a takeover wait (the target
+    /// refuses, the actor is unavailable meanwhile) — no safety invariant breaks; before the
+    /// named liveness check it was visible only as a `sometimes!` line going quiet.
+    pub handoff_claim_waits: bool,
 }
 
 /// The state of a lease record.
@@ -523,7 +528,9 @@ impl<P: Platform> LeaseManager<P> {
                 let newer = r.token.max(fence) + 1;
                 match &r.state {
                     LeaseState::Released => (newer, false),
-                    LeaseState::HandedOff { to } if *to == me && r.token == fence => {
+                    LeaseState::HandedOff { to }
+                        if *to == me && r.token == fence && !self.claim_waits() =>
+                    {
                         (r.token, true)
                     }
                     LeaseState::Held if r.holder == me && self.holds(id, r.token) => (newer, false),
@@ -847,6 +854,16 @@ impl<P: Platform> LeaseManager<P> {
                 },
             );
         }))
+    }
+
+    /// Whether a hand-off target waits instead of claiming (the planted bug
+    /// `handoff_claim_waits`); never otherwise.
+    fn claim_waits(&self) -> bool {
+        #[cfg(feature = "canaries")]
+        if self.config.bugs.handoff_claim_waits {
+            return true;
+        }
+        false
     }
 
     /// Whether a release skips checking that the record is still this lease (the planted bug

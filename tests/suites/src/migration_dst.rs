@@ -157,7 +157,27 @@ async fn a_store_backed_counter_cannot_see_an_ignored_handoff(env: SimEnv) -> Re
 /// committed activates (a refusal is named as a liveness violation, with its cause).
 #[kelpie::dst_test(seeds = 0..12, faults = [StorageLatency(0.3, 30)])]
 async fn actors_without_snapshots_migrate_by_reloading(env: SimEnv) -> Result<(), String> {
-    let cluster = cluster_of::<PlainCounter>(&env, 3, memory_config());
+    plain_migrations(env, memory_config()).await
+}
+
+/// Canary for a kill by accident: a target that waits out a lease handed to it instead of
+/// claiming it. No safety invariant breaks (the actor is only unavailable for a takeover
+/// wait), so the suites could see it only as a `sometimes!("a migration completed")` line
+/// going quiet; the named liveness check reports the refusal and its cause.
+#[kelpie::dst_test(seeds = 0..12, canary, faults = [StorageLatency(0.3, 30)])]
+async fn canary_waiting_handoff_claim_is_named_a_liveness_violation(
+    env: SimEnv,
+) -> Result<(), String> {
+    let mut config = memory_config();
+    config.lease.bugs.handoff_claim_waits = true;
+    match plain_migrations(env, config).await {
+        Err(e) if e.starts_with("Liveness (migration)") => Err(e),
+        _ => Ok(()),
+    }
+}
+
+async fn plain_migrations(env: SimEnv, config: kelpie_actors::RuntimeConfig) -> Result<(), String> {
+    let cluster = cluster_of::<PlainCounter>(&env, 3, config);
     let actors = support::actors(3);
     let operator = Operator::Migrate(Duration::from_millis(150));
     let (tally, split, _) = run_clients(&cluster, &actors, 4, 3, operator).await;
