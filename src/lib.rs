@@ -96,6 +96,18 @@ pub mod error {
 
 pub use kelpie_sim::history;
 
+/// Fault points: named places in the code under test where a test crashes, pauses, delays or
+/// fails a node ([`SimEnv::arm_point`], [`SimEnv::reach_point`]).
+pub mod points {
+    pub use kelpie_sim::{PointAction, PointStats};
+}
+
+/// Generators of adversarial ids, keys and payloads (prefixes of each other, empty, maximal,
+/// unicode, duplicates), drawn from a run's seeded stream.
+pub mod gen {
+    pub use kelpie_sim::gen::{shuffle, Alphabet, BytesGen, IdGen};
+}
+
 /// What `#[kelpie::dst_test]` expands to; not a public API.
 #[doc(hidden)]
 pub mod __private {

@@ -363,9 +363,13 @@ impl<P: Platform, A: Actor<P>> ActorRuntime<P, A> {
         let inner = &self.inner;
         let arc_slot = slot;
         let slot = &**slot;
+        let decided_on_arrival = inner.decides_on_arrival(slot);
         let mut guard = slot.instance.lock().await;
         if let Some(generation) = guard.as_ref().map(|i| i.generation) {
-            if let Some(reason) = inner.invalid(slot, generation) {
+            if let Some(reason) = inner
+                .invalid(slot, generation)
+                .filter(|_| !decided_on_arrival)
+            {
                 inner.deactivate_locked(id, slot, &mut guard, reason).await;
             }
         }
@@ -382,7 +386,10 @@ impl<P: Platform, A: Actor<P>> ActorRuntime<P, A> {
             unreachable!("an instance was just activated");
         };
         let generation = *generation;
-        if let Some(reason) = inner.invalid(slot, generation) {
+        if let Some(reason) = inner
+            .invalid(slot, generation)
+            .filter(|_| !decided_on_arrival)
+        {
             inner.deactivate_locked(id, slot, &mut guard, reason).await;
             return Err(ActorError::NotActive {
                 actor: id.to_string(),
@@ -390,6 +397,12 @@ impl<P: Platform, A: Actor<P>> ActorRuntime<P, A> {
         }
         let now = inner.platform.now();
         slot.update(generation, |l| l.last_used = now);
+        inner.emit(id, ClusterEventKind::Handling { token: ctx.token });
+        if inner.platform.fault_point("activation.handle").await {
+            return Err(ActorError::Kv(KvError::Unavailable(
+                "fault point activation.handle".into(),
+            )));
+        }
         let result = actor.handle(ctx, msg).await;
         let token = ctx.token;
         let reason = match &result {
@@ -504,6 +517,19 @@ impl<P: Platform, A: Actor<P>> Inner<P, A> {
         }
     }
 
+    /// Whether a message may act on the validity seen when it arrived, without checking again
+    /// once its turn comes (the planted bug `validity_checked_on_arrival`); never otherwise.
+    fn decides_on_arrival(&self, slot: &Slot<P, A>) -> bool {
+        #[cfg(feature = "canaries")]
+        if self.config.lease.bugs.validity_checked_on_arrival {
+            return slot
+                .current()
+                .is_some_and(|l| self.invalid_live(&l).is_none());
+        }
+        let _ = slot;
+        false
+    }
+
     /// Why the activation `live` may no longer act, if it may not.
     fn invalid_live(&self, live: &Live) -> Option<DeactivationReason> {
         if live.lost || live.fence_lost.load(Ordering::Relaxed) {
@@ -576,6 +602,16 @@ impl<P: Platform, A: Actor<P>> Inner<P, A> {
         } else {
             slot.take_live(generation);
         }
+    }
+
+    /// Whether activation ignores the state a migration handed over (the planted bug
+    /// `migration_target_ignores_handoff`); never otherwise.
+    fn ignores_handoff(&self) -> bool {
+        #[cfg(feature = "canaries")]
+        if self.config.lease.bugs.migration_target_ignores_handoff {
+            return true;
+        }
+        false
     }
 
     /// What the fail-open bug does with a failed acquisition; without it, the failure.
@@ -665,7 +701,7 @@ impl<P: Platform, A: Actor<P>> Inner<P, A> {
         generation: u64,
         fence_lost: Arc<AtomicBool>,
     ) -> Result<Instance<P, A>, ActorError> {
-        let handoff = if assumed {
+        let handoff = if assumed || self.ignores_handoff() {
             None
         } else {
             read_handoff(&self.platform.kv(), id, lease.token()).await?

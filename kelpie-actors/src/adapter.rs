@@ -240,6 +240,10 @@ pub enum AdapterBug {
     /// `update_block` reads with a plain `get` and writes with a plain `set`, skipping
     /// conflict validation: concurrent updates lose each other's changes.
     UnvalidatedUpdate,
+    /// `list_messages` scans `messages/{agent}` without the trailing separator, so the
+    /// messages of every agent whose id extends this one (`a` and `ab`) are listed too.
+    /// Invisible to ids of which none is a prefix of another.
+    UnterminatedPrefix,
 }
 
 fn lossy(key: &[u8]) -> String {
@@ -725,7 +729,13 @@ impl<K: ActorKV> AgentStorage<K> {
     /// Every message of `agent`, in seq order.
     pub async fn list_messages(&self, agent: &str) -> Result<Vec<Message>, ActorError> {
         check_name("agents", agent)?;
-        self.scan_json(&AgentKeys::messages(agent)).await
+        let prefix = AgentKeys::messages(agent);
+        #[cfg(feature = "canaries")]
+        let prefix = match self.config.bug {
+            Some(AdapterBug::UnterminatedPrefix) => prefix[..prefix.len() - 1].to_vec(),
+            _ => prefix,
+        };
+        self.scan_json(&prefix).await
     }
 
     /// Reads message `seq` of `agent`.

@@ -99,6 +99,13 @@ pub enum ClusterEventKind {
         /// Why.
         reason: DeactivationReason,
     },
+    /// The instance running under `token` starts handling a message: the runtime has just
+    /// decided (with no await since) that the instance may act. Reported before the handler
+    /// runs, so that a checker can judge the decision against the lease grants it saw.
+    Handling {
+        /// Its token.
+        token: u64,
+    },
     /// The instance running under `token` handled a message successfully.
     Handled {
         /// Its token.
@@ -211,6 +218,9 @@ impl fmt::Display for ClusterEvent {
             ),
             ClusterEventKind::Deactivated { token, reason } => {
                 write!(f, "deactivated, token {token} ({reason})")
+            }
+            ClusterEventKind::Handling { token } => {
+                write!(f, "handling a message, token {token}")
             }
             ClusterEventKind::Handled { token, .. } => {
                 write!(f, "handled a message, token {token}")

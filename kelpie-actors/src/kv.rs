@@ -147,12 +147,44 @@ impl MemoryState {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryKv {
     state: Arc<Mutex<MemoryState>>,
+    #[cfg(feature = "canaries")]
+    bug: Option<MemoryKvBug>,
+}
+
+/// Planted bugs of [`MemoryKv`] (feature `canaries`), for the canary of the store contract.
+#[cfg(feature = "canaries")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemoryKvBug {
+    /// A commit validates only the keys the transaction writes, not those it only read: two
+    /// transactions that each read both of two keys and write a different one both commit
+    /// (write skew). Breaks serializability.
+    ValidatesOnlyWrites,
 }
 
 impl MemoryKv {
     /// An empty store.
     pub fn new() -> Self {
         MemoryKv::default()
+    }
+
+    /// An empty store with a planted bug.
+    #[cfg(feature = "canaries")]
+    pub fn with_bug(bug: MemoryKvBug) -> Self {
+        MemoryKv {
+            bug: Some(bug),
+            ..MemoryKv::default()
+        }
+    }
+
+    /// Whether a commit must validate the key `key` it read.
+    fn validates(&self, key: &[u8], writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> bool {
+        #[cfg(feature = "canaries")]
+        if self.bug == Some(MemoryKvBug::ValidatesOnlyWrites) {
+            return writes.contains_key(key);
+        }
+        let _ = (key, writes);
+        true
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
@@ -226,7 +258,11 @@ impl KvTransaction for MemoryTxn {
 
     async fn commit(self) -> Result<(), KvError> {
         let mut st = self.kv.lock();
-        if let Some((key, _)) = self.reads.iter().find(|(k, v)| st.version_of(k) != **v) {
+        let stale = self
+            .reads
+            .iter()
+            .find(|(k, v)| st.version_of(k) != **v && self.kv.validates(k, &self.writes));
+        if let Some((key, _)) = stale {
             return Err(KvError::Conflict {
                 key: String::from_utf8_lossy(key).into_owned(),
             });
@@ -282,6 +318,39 @@ mod tests {
                 .map(|(k, _)| k)
                 .collect();
             assert_eq!(keys, vec![b"x".to_vec(), b"x/a".to_vec()]);
+        });
+    }
+
+    /// Write skew: t1 and t2 both read `x` and `y`; t1 writes `x`, t2 writes `y`. Under
+    /// serializable isolation the second commit must conflict (its read of `x` is stale).
+    async fn write_skew(kv: &MemoryKv) -> (Result<(), KvError>, Result<(), KvError>) {
+        kv.set(b"x", b"0").await.unwrap();
+        kv.set(b"y", b"0").await.unwrap();
+        let (mut t1, mut t2) = (kv.transaction(), kv.transaction());
+        for t in [&mut t1, &mut t2] {
+            t.get(b"x").await.unwrap();
+            t.get(b"y").await.unwrap();
+        }
+        t1.set(b"x", b"1");
+        t2.set(b"y", b"1");
+        (t1.commit().await, t2.commit().await)
+    }
+
+    #[test]
+    fn memory_kv_rejects_write_skew() {
+        block_on(async {
+            let (a, b) = write_skew(&MemoryKv::new()).await;
+            assert!(a.is_ok());
+            assert!(matches!(b, Err(KvError::Conflict { key }) if key == "x"));
+        });
+    }
+
+    #[cfg(feature = "canaries")]
+    #[test]
+    fn the_planted_memory_kv_bug_allows_write_skew() {
+        block_on(async {
+            let (a, b) = write_skew(&MemoryKv::with_bug(MemoryKvBug::ValidatesOnlyWrites)).await;
+            assert!(a.is_ok() && b.is_ok());
         });
     }
 }

@@ -163,6 +163,24 @@ pub struct ClusterBugs {
     /// background, so queued messages still run on the source while the target activates.
     /// Breaks MigrationAtomicity.
     pub migration_activates_target_early: bool,
+    /// A message checks that the instance may act when it arrives, not again when its turn
+    /// comes after waiting behind the actor's earlier messages: a message queued behind a slow
+    /// one runs after the lease ran out. Breaks LeaseBoundActivity (and single activation,
+    /// which the validity-trusting SingleActivation does not see).
+    pub validity_checked_on_arrival: bool,
+    /// A release marks the record released without checking that it is still this node's
+    /// lease: a holder paused past its lease releases its successor's lease, and a third node
+    /// takes the actor at once. Breaks SingleActivation and LeaseUniqueness.
+    pub release_skips_holder_check: bool,
+    /// A migration target activates without reading the state handed over (it reloads from
+    /// the store): an actor whose state lives only in memory restarts empty. Breaks
+    /// MigrationAtomicity (restored state differs).
+    pub migration_target_ignores_handoff: bool,
+    /// The migration target does not claim a lease handed to it at once: it waits the record
+    /// out like another holder's. Every migration stalls for a takeover wait (the target
+    /// refuses, the actor is unavailable meanwhile) — no safety invariant breaks; before the
+    /// named liveness check it was visible only as a `sometimes!` line going quiet.
+    pub handoff_claim_waits: bool,
 }
 
 /// The state of a lease record.
@@ -510,7 +528,9 @@ impl<P: Platform> LeaseManager<P> {
                 let newer = r.token.max(fence) + 1;
                 match &r.state {
                     LeaseState::Released => (newer, false),
-                    LeaseState::HandedOff { to } if *to == me && r.token == fence => {
+                    LeaseState::HandedOff { to }
+                        if *to == me && r.token == fence && !self.claim_waits() =>
+                    {
                         (r.token, true)
                     }
                     LeaseState::Held if r.holder == me && self.holds(id, r.token) => (newer, false),
@@ -720,14 +740,21 @@ impl<P: Platform> LeaseManager<P> {
             &lease.actor,
             ClusterEventKind::LeaseReleased { token: lease.token },
         );
+        let blind = self.releases_blindly();
         self.retrying_transient(|| async {
+            if self.platform.fault_point("lease.release").await {
+                return Err(ActorError::Kv(KvError::Unavailable(
+                    "fault point lease.release".into(),
+                )));
+            }
             let key = lease.actor.key(LEASE_SUFFIX);
             let mut txn = self.platform.kv().transaction();
             match read_record(&mut txn, &key).await? {
                 Some(r)
-                    if r.holder == lease.holder
-                        && r.token == lease.token
-                        && r.state == LeaseState::Held =>
+                    if blind
+                        || (r.holder == lease.holder
+                            && r.token == lease.token
+                            && r.state == LeaseState::Held) =>
                 {
                     let released = LeaseRecord {
                         seq: r.seq + 1,
@@ -827,6 +854,26 @@ impl<P: Platform> LeaseManager<P> {
                 },
             );
         }))
+    }
+
+    /// Whether a hand-off target waits instead of claiming (the planted bug
+    /// `handoff_claim_waits`); never otherwise.
+    fn claim_waits(&self) -> bool {
+        #[cfg(feature = "canaries")]
+        if self.config.bugs.handoff_claim_waits {
+            return true;
+        }
+        false
+    }
+
+    /// Whether a release skips checking that the record is still this lease (the planted bug
+    /// `release_skips_holder_check`); never otherwise.
+    fn releases_blindly(&self) -> bool {
+        #[cfg(feature = "canaries")]
+        if self.config.bugs.release_skips_holder_check {
+            return true;
+        }
+        false
     }
 
     /// Whether fenced commits compare tokens (always, unless the fencing bug is planted).

@@ -42,6 +42,8 @@ pub use events::{
     state_digest, ClusterEvent, ClusterEventKind, ClusterObserver, DeactivationReason,
 };
 pub use handoff::{Handoff, HandoffRecord, HANDOFF_SUFFIX};
+#[cfg(feature = "canaries")]
+pub use kv::MemoryKvBug;
 pub use kv::{ActorId, ActorKV, KvPairs, KvTransaction, MemoryKv, MemoryTxn};
 #[cfg(feature = "canaries")]
 pub use lease::ClusterBugs;

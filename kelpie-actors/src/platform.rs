@@ -31,6 +31,16 @@ pub trait Platform: Clone + Send + Sync + 'static {
 
     /// A random number (jitter, ids).
     fn random(&self) -> u64;
+
+    /// A named fault point (FoundationDB's `buggify`): the runtime calls it at the places
+    /// where a crash, a pause or a failure makes a rare interleaving (`lease.release`,
+    /// `activation.handle`, ...). Resolves to `true` if the operation that follows must fail.
+    /// On a production platform it does nothing (`false` at once); in a simulation a test
+    /// arms it to crash, pause, delay or fail the node there.
+    fn fault_point(&self, name: &'static str) -> impl Future<Output = bool> + Send + 'static {
+        let _ = name;
+        std::future::ready(false)
+    }
 }
 
 /// The production platform: tokio timers and tasks, the system clock, a [`MemoryKv`] (or any
@@ -132,7 +142,16 @@ mod sim {
             self.storage
                 .sync()
                 .await
-                .map_err(|_| KvError::OutcomeUnknown)
+                .map_err(|_| KvError::OutcomeUnknown)?;
+            // A sync succeeds on a database node that crashed and restarted after the write
+            // (the unsynced write is gone, and the new incarnation has nothing to sync): read
+            // the key back, and report an unknown outcome unless it holds what was written
+            // (found by the store contract, `sim_kv_survives_crashes` seed 87: an
+            // acknowledged write lost).
+            match self.storage.get(key).await {
+                Ok(found) if found.as_deref() == value => Ok(()),
+                _ => Err(KvError::OutcomeUnknown),
+            }
         }
     }
 
@@ -236,6 +255,11 @@ mod sim {
 
         fn random(&self) -> u64 {
             self.env.rng().next_u64()
+        }
+
+        fn fault_point(&self, name: &'static str) -> impl Future<Output = bool> + Send + 'static {
+            let env = self.env.clone();
+            async move { env.reach_point(name).await }
         }
     }
 }

@@ -117,6 +117,10 @@ pub enum WalBug {
         /// How long the write trails the acknowledgement.
         delay_ms: u64,
     },
+    /// `complete` trusts its caller to call it only for pending entries: it applies the entry
+    /// without looking at its status. A retry after an unknown outcome (the first attempt
+    /// committed, its reply was lost) applies the entry a second time.
+    CompleteSkipsStatusCheck,
 }
 
 /// A write-ahead log with idempotency keys and crash replay, on any [`Platform`]'s store.
@@ -271,6 +275,9 @@ impl<P: Platform> Wal<P> {
             txn.set(&index_key, &seq.to_le_bytes());
             txn.set(&next_key, &(seq + 1).to_le_bytes());
             match txn.commit().await {
+                Ok(()) if self.platform.fault_point("wal.append.reply").await => {
+                    return Err(KvError::OutcomeUnknown.into())
+                }
                 Ok(()) => {
                     return Ok(Appended {
                         seq,
@@ -376,12 +383,14 @@ impl<P: Platform> Wal<P> {
                     })
                 }
             };
-            if let WalStatus::Complete { result, .. } = entry.status {
-                return Ok(Completed {
-                    seq,
-                    result,
-                    already: true,
-                });
+            if let WalStatus::Complete { result, .. } = &entry.status {
+                if !self.skips_status_check() {
+                    return Ok(Completed {
+                        seq,
+                        result: result.clone(),
+                        already: true,
+                    });
+                }
             }
             let result = apply.apply(&entry, &mut txn).await?;
             entry.status = WalStatus::Complete {
@@ -390,6 +399,11 @@ impl<P: Platform> Wal<P> {
             };
             txn.set(&key, &encode(&entry));
             match txn.commit().await {
+                // A fault point after the commit: the reply is lost, the caller cannot know
+                // whether the entry was applied (and must call again).
+                Ok(()) if self.platform.fault_point("wal.complete.reply").await => {
+                    return Err(KvError::OutcomeUnknown.into())
+                }
                 Ok(()) => {
                     return Ok(Completed {
                         seq,
@@ -401,6 +415,16 @@ impl<P: Platform> Wal<P> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Whether `complete` skips the status check (the planted bug
+    /// `CompleteSkipsStatusCheck`); never otherwise.
+    fn skips_status_check(&self) -> bool {
+        #[cfg(feature = "canaries")]
+        if self.config.bug == Some(WalBug::CompleteSkipsStatusCheck) {
+            return true;
+        }
+        false
     }
 
     /// Completes every pending entry, in seq order (run it at start-up, after a crash). Stops

@@ -52,6 +52,8 @@ mod env;
 mod error;
 #[cfg(madsim)]
 mod fault;
+#[cfg(madsim)]
+pub mod gen;
 mod hash;
 pub mod history;
 #[cfg(madsim)]
@@ -76,7 +78,9 @@ mod world;
 #[cfg(madsim)]
 pub use crate::{
     config::SimConfig,
-    env::{sometimes, Endpoint, NodeBuilder, SimEnv, SimNetwork, SimStorage, Transaction},
+    env::{
+        sometimes, Endpoint, NodeBuilder, PointStats, SimEnv, SimNetwork, SimStorage, Transaction,
+    },
     error::{ConfigError, FailedRun, Failure, LivenessError, SimError, StorageError},
     fault::{
         swarm_plan, Category, FaultInfo, FaultKind, FaultSchedule, FaultSpec, FaultStat,
@@ -92,7 +96,7 @@ pub use crate::{
         first_divergence, stable_hash, DropReason, EventKind, NodeAction, StableHasher, TraceEvent,
         TraceMode, TraceSummary,
     },
-    world::nodes::NodeStatus,
+    world::{nodes::NodeStatus, points::PointAction},
 };
 
 /// madsim's join handle, returned by [`SimEnv::spawn`].

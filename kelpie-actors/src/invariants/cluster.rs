@@ -134,6 +134,30 @@ pub enum MigrationBreach {
     SourceActedAfterHandoff,
 }
 
+/// How an instance acted outside its lease ([`LeaseBoundActivity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseBreach {
+    /// The node held no lease of the actor under the instance's token (never acquired, or
+    /// released, lost or handed away before).
+    NoLease,
+    /// The lease ran out: the last grant or renewal the checker saw was at `renewed_at` (true
+    /// time), and a lease lasts `duration` of true time at most.
+    Expired {
+        /// True time of the last acquisition or renewal of this lease.
+        renewed_at: Duration,
+        /// The lease duration.
+        duration: Duration,
+    },
+    /// A newer token had been granted (to `newest_holder`).
+    Superseded {
+        /// The newest granted token.
+        newest: u64,
+        /// Who it was granted to.
+        newest_holder: String,
+    },
+}
+
 /// A broken cluster invariant, with the facts needed to understand it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -192,6 +216,21 @@ pub enum ClusterViolation {
         /// What happened.
         breach: MigrationBreach,
     },
+    /// An instance acted (activated or started a message) outside the lease its node held.
+    LeaseBoundActivity {
+        /// The actor.
+        actor: ActorId,
+        /// True time of detection.
+        at: Duration,
+        /// The node of the instance.
+        node: String,
+        /// The token it runs under.
+        token: u64,
+        /// What it did (`activated`, `started a message`).
+        action: &'static str,
+        /// Why that was outside its lease.
+        breach: LeaseBreach,
+    },
     /// Two nodes believed they owned one actor.
     NoSplitBrain {
         /// The actor.
@@ -211,6 +250,7 @@ impl ClusterViolation {
             ClusterViolation::LeaseUniqueness { .. } => "LeaseUniqueness",
             ClusterViolation::FencingTokenMonotonic { .. } => "FencingTokenMonotonic",
             ClusterViolation::MigrationAtomicity { .. } => "MigrationAtomicity",
+            ClusterViolation::LeaseBoundActivity { .. } => "LeaseBoundActivity",
             ClusterViolation::NoSplitBrain { .. } => "NoSplitBrain",
         }
     }
@@ -222,6 +262,7 @@ impl ClusterViolation {
             | ClusterViolation::LeaseUniqueness { actor, .. }
             | ClusterViolation::FencingTokenMonotonic { actor, .. }
             | ClusterViolation::MigrationAtomicity { actor, .. }
+            | ClusterViolation::LeaseBoundActivity { actor, .. }
             | ClusterViolation::NoSplitBrain { actor, .. } => actor,
         }
     }
@@ -233,6 +274,7 @@ impl ClusterViolation {
             | ClusterViolation::LeaseUniqueness { at, .. }
             | ClusterViolation::FencingTokenMonotonic { at, .. }
             | ClusterViolation::MigrationAtomicity { at, .. }
+            | ClusterViolation::LeaseBoundActivity { at, .. }
             | ClusterViolation::NoSplitBrain { at, .. } => *at,
         }
     }
@@ -326,6 +368,34 @@ impl fmt::Display for ClusterViolation {
                     MigrationBreach::SourceActedAfterHandoff => {
                         write!(f, "the source handled a message after handing off")
                     }
+                }
+            }
+            ClusterViolation::LeaseBoundActivity {
+                node,
+                token,
+                action,
+                breach,
+                ..
+            } => {
+                write!(f, "{node} {action} under token {token} ")?;
+                match breach {
+                    LeaseBreach::NoLease => {
+                        write!(f, "without holding a lease under that token")
+                    }
+                    LeaseBreach::Expired {
+                        renewed_at,
+                        duration,
+                    } => write!(
+                        f,
+                        "after its lease ran out: last acquired or renewed at {} (true time), \
+                         a lease lasts at most {}",
+                        ms(*renewed_at),
+                        ms(*duration)
+                    ),
+                    LeaseBreach::Superseded {
+                        newest,
+                        newest_holder,
+                    } => write!(f, "after token {newest} was granted to {newest_holder}"),
                 }
             }
             ClusterViolation::NoSplitBrain { owners, .. } => {
@@ -802,6 +872,137 @@ impl ClusterInvariant for MigrationAtomicity {
     }
 }
 
+/// Every instance acts only inside a lease its node holds, judged from independent facts
+/// rather than from the validity the runtime reports: the lease grants, renewals, releases
+/// and losses the checker saw, the fencing tokens granted, and true (virtual) time.
+///
+/// When an instance activates or starts a message (an [`Activated`] or [`Handling`] event,
+/// emitted right after the runtime decided it may act), its node must hold a lease under the
+/// instance's token (acquired or claimed, not released, lost or handed away since), that
+/// lease must have been acquired or renewed less than one lease `duration` of *true time*
+/// ago, and no newer token may have been granted. The bound follows from the lease protocol
+/// alone: a holder reads its clock before the transaction that acquires or renews, so its
+/// validity ends before true time `t0 + D` (see [`LeaseManager`](crate::LeaseManager)), and
+/// the checker sees the grant at a true time after `t0`. It does not trust `valid_until`: an
+/// instance that keeps acting after its lease ran out — a check done before a wait, a
+/// validity computed wrongly, a paused holder — breaks it even when the runtime's own claims
+/// look consistent. Together with [`FencingTokenMonotonic`] (tokens are granted once) it
+/// implies single activation without believing the runtime.
+///
+/// [`Activated`]: ClusterEventKind::Activated
+/// [`Handling`]: ClusterEventKind::Handling
+#[derive(Debug)]
+pub struct LeaseBoundActivity {
+    duration: Duration,
+    /// Per actor: the leases held, `(node, token)` -> true time of the last grant or renewal.
+    held: BTreeMap<ActorId, BTreeMap<(String, u64), Duration>>,
+    /// Per actor: the newest granted token and its holder.
+    newest: BTreeMap<ActorId, (u64, String)>,
+}
+
+impl LeaseBoundActivity {
+    /// The invariant for leases lasting `duration` ([`LeaseConfig::duration`](crate::LeaseConfig)).
+    pub fn new(duration: Duration) -> Self {
+        LeaseBoundActivity {
+            duration,
+            held: BTreeMap::new(),
+            newest: BTreeMap::new(),
+        }
+    }
+
+    fn granted(&mut self, actor: &ActorId, token: u64, node: &str) {
+        let newest = self
+            .newest
+            .entry(actor.clone())
+            .or_insert((0, String::new()));
+        if token >= newest.0 {
+            *newest = (token, node.to_string());
+        }
+    }
+
+    fn judge(
+        &self,
+        e: &ClusterEvent,
+        token: u64,
+        action: &'static str,
+        clocks: &Clocks,
+    ) -> Option<ClusterViolation> {
+        let now = clocks.now();
+        let breach = match self
+            .held
+            .get(&e.actor)
+            .and_then(|h| h.get(&(e.node.clone(), token)))
+        {
+            None => LeaseBreach::NoLease,
+            Some(renewed_at) if now >= *renewed_at + self.duration => LeaseBreach::Expired {
+                renewed_at: *renewed_at,
+                duration: self.duration,
+            },
+            Some(_) => match self.newest.get(&e.actor) {
+                Some((newest, holder)) if *newest > token => LeaseBreach::Superseded {
+                    newest: *newest,
+                    newest_holder: holder.clone(),
+                },
+                _ => return None,
+            },
+        };
+        Some(ClusterViolation::LeaseBoundActivity {
+            actor: e.actor.clone(),
+            at: now,
+            node: e.node.clone(),
+            token,
+            action,
+            breach,
+        })
+    }
+}
+
+impl ClusterInvariant for LeaseBoundActivity {
+    fn name(&self) -> &'static str {
+        "LeaseBoundActivity"
+    }
+
+    fn observe(&mut self, e: &ClusterEvent, clocks: &Clocks) -> Option<ClusterViolation> {
+        let key = |token: u64| (e.node.clone(), token);
+        match &e.kind {
+            ClusterEventKind::LeaseAcquired { token, .. } => {
+                self.granted(&e.actor, *token, &e.node);
+                self.held
+                    .entry(e.actor.clone())
+                    .or_default()
+                    .insert(key(*token), clocks.now());
+                None
+            }
+            ClusterEventKind::LeaseRenewed { token, .. } => {
+                if let Some(at) = self
+                    .held
+                    .get_mut(&e.actor)
+                    .and_then(|h| h.get_mut(&key(*token)))
+                {
+                    *at = clocks.now();
+                }
+                None
+            }
+            ClusterEventKind::LeaseReleased { token }
+            | ClusterEventKind::LeaseLost { token, .. } => {
+                if let Some(h) = self.held.get_mut(&e.actor) {
+                    h.remove(&key(*token));
+                }
+                None
+            }
+            ClusterEventKind::Transferred { to, to_token, .. } => {
+                self.granted(&e.actor, *to_token, to);
+                None
+            }
+            ClusterEventKind::Activated { token, .. } => self.judge(e, *token, "activated", clocks),
+            ClusterEventKind::Handling { token } => {
+                self.judge(e, *token, "started a message", clocks)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// No two nodes believe they own one actor. Unlike the event-driven invariants, this one is
 /// checked on snapshots of the runtimes' own beliefs
 /// ([`ActorRuntime::active_actors`](crate::ActorRuntime::active_actors)), typically right after
@@ -942,6 +1143,7 @@ const MAX_VIOLATIONS: usize = 64;
 /// | [`LeaseUniqueness`] | at most one node holds a lease of an actor that is valid by that node's own (possibly skewed) clock |
 /// | [`FencingTokenMonotonic`] | tokens grow with every grant, and no write carrying a token older than the newest granted one commits |
 /// | [`MigrationAtomicity`] | a migration target activates only after the source deactivated, with exactly the state the source last committed, and the source acts no more after handing off |
+/// | [`LeaseBoundActivity`] ([`ClusterChecker::for_leases`]) | an instance activates or starts a message only while its node holds a lease under its token, granted or renewed less than one lease duration of true time ago, with no newer token granted — judged from the grants and true time, not from the validity the runtime reports |
 /// | [`NoSplitBrain`] | no two nodes believe they own the same actor (checked on the runtimes' own beliefs, e.g. after a partition heals) |
 ///
 /// Validity is judged with each node's own clock, read at check time through [`Clocks`]: in a
@@ -995,6 +1197,21 @@ impl ClusterChecker {
                 Box::new(LeaseUniqueness::default()),
                 Box::new(FencingTokenMonotonic::default()),
                 Box::new(MigrationAtomicity::default()),
+            ],
+        )
+    }
+
+    /// A checker of the four event-driven invariants plus [`LeaseBoundActivity`] for leases
+    /// of `config`'s duration: the checker for runtimes whose lease config the test knows.
+    pub fn for_leases(clocks: Clocks, config: &crate::LeaseConfig) -> Self {
+        Self::with_invariants(
+            clocks,
+            vec![
+                Box::new(SingleActivation::default()),
+                Box::new(LeaseUniqueness::default()),
+                Box::new(FencingTokenMonotonic::default()),
+                Box::new(MigrationAtomicity::default()),
+                Box::new(LeaseBoundActivity::new(config.duration)),
             ],
         )
     }
@@ -1399,5 +1616,98 @@ mod tests {
             "NoSplitBrain violated at 1.500s: ns/a is believed owned by n1 (token 3) and n2 (token 4)"
         );
         assert_eq!(inv.checks(), 2);
+    }
+
+    fn acquired(token: u64, until_ms: u64) -> ClusterEventKind {
+        ClusterEventKind::LeaseAcquired {
+            token,
+            valid_until: Duration::from_millis(until_ms),
+            claimed_handoff: false,
+        }
+    }
+
+    #[test]
+    fn lease_bound_activity_judges_from_grants_and_true_time_not_reported_validity() {
+        let (clocks, c) = clocks();
+        let mut inv = LeaseBoundActivity::new(Duration::from_millis(500));
+        let handling = |token| ClusterEventKind::Handling { token };
+        // Without any grant: acting is outside a lease.
+        let v = inv.observe(&ev("n2", handling(1)), &clocks).unwrap();
+        assert!(matches!(
+            v,
+            ClusterViolation::LeaseBoundActivity {
+                breach: LeaseBreach::NoLease,
+                ..
+            }
+        ));
+        assert_eq!(v.invariant(), "LeaseBoundActivity");
+        // A grant at true time 100 ms covers acting until (not at) 600 ms, whatever validity
+        // the runtime reports (here a generous 10 s).
+        set(&c, "n1", 100);
+        assert!(inv
+            .observe(&ev("n2", acquired(1, 10_000)), &clocks)
+            .is_none());
+        set(&c, "n1", 599);
+        assert!(inv.observe(&ev("n2", handling(1)), &clocks).is_none());
+        assert!(inv
+            .observe(&ev("n2", activated(1, 10_000)), &clocks)
+            .is_none());
+        set(&c, "n1", 600);
+        let v = inv.observe(&ev("n2", handling(1)), &clocks).unwrap();
+        assert_eq!(
+            v.to_string(),
+            "LeaseBoundActivity violated at 0.600s: ns/a n2 started a message under token 1 \
+             after its lease ran out: last acquired or renewed at 0.100s (true time), a lease \
+             lasts at most 0.500s"
+        );
+        // A renewal extends it; a renewal of another token does not.
+        let renewed = |token| ClusterEventKind::LeaseRenewed {
+            token,
+            valid_until: Duration::from_secs(60),
+        };
+        assert!(inv.observe(&ev("n2", renewed(7)), &clocks).is_none());
+        assert!(inv.observe(&ev("n2", handling(1)), &clocks).is_some());
+        assert!(inv.observe(&ev("n2", renewed(1)), &clocks).is_none());
+        set(&c, "n1", 1000);
+        assert!(inv.observe(&ev("n2", handling(1)), &clocks).is_none());
+        // A newer grant elsewhere supersedes the token even while it has not run out.
+        assert!(inv.observe(&ev("n3", acquired(2, 0)), &clocks).is_none());
+        let v = inv.observe(&ev("n2", handling(1)), &clocks).unwrap();
+        assert!(
+            v.to_string().ends_with("after token 2 was granted to n3"),
+            "{v}"
+        );
+        assert!(inv.observe(&ev("n3", handling(2)), &clocks).is_none());
+        // A released or lost lease covers nothing any more.
+        let released = ClusterEventKind::LeaseReleased { token: 2 };
+        assert!(inv.observe(&ev("n3", released), &clocks).is_none());
+        assert!(matches!(
+            inv.observe(&ev("n3", handling(2)), &clocks),
+            Some(ClusterViolation::LeaseBoundActivity {
+                breach: LeaseBreach::NoLease,
+                ..
+            })
+        ));
+        // A hand-off grants the target's token: the source's is superseded at once.
+        assert!(inv.observe(&ev("n3", acquired(3, 0)), &clocks).is_none());
+        let transferred = ClusterEventKind::Transferred {
+            to: "n2".into(),
+            from_token: 3,
+            to_token: 4,
+            state: None,
+        };
+        assert!(inv.observe(&ev("n3", transferred), &clocks).is_none());
+        assert!(inv.observe(&ev("n3", handling(3)), &clocks).is_some());
+    }
+
+    #[test]
+    fn for_leases_adds_lease_bound_activity_to_the_checker() {
+        let (clocks, _) = clocks();
+        let checker = ClusterChecker::for_leases(clocks, &crate::LeaseConfig::default());
+        checker.on_event(&ev("n2", ClusterEventKind::Handling { token: 1 }));
+        assert_eq!(
+            checker.first_violation().map(|v| v.invariant()),
+            Some("LeaseBoundActivity")
+        );
     }
 }

@@ -5,8 +5,8 @@ mod cluster;
 mod durability;
 pub use cluster::{
     CheckerStats, Clocks, ClusterChecker, ClusterInvariant, ClusterViolation, FenceBreach,
-    FencingTokenMonotonic, Holding, LeaseUniqueness, MigrationAtomicity, MigrationBreach,
-    NoSplitBrain, SingleActivation,
+    FencingTokenMonotonic, Holding, LeaseBoundActivity, LeaseBreach, LeaseUniqueness,
+    MigrationAtomicity, MigrationBreach, NoSplitBrain, SingleActivation,
 };
 pub use durability::{
     AgentSnapshot, Cycle, CycleStep, Dependency, IsolationReport, IsolationViolation,

@@ -4,6 +4,7 @@
 
 mod net;
 mod node;
+mod points;
 mod storage;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use crate::world::World;
 
 pub use net::{Endpoint, SimNetwork};
 pub use node::NodeBuilder;
+pub use points::PointStats;
 pub use storage::{SimStorage, Transaction};
 
 /// The handle a test body (and every task and node init closure) gets: seeded randomness,

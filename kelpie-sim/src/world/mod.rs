@@ -24,6 +24,7 @@ mod lifecycle;
 mod messaging;
 pub(crate) mod net;
 pub(crate) mod nodes;
+pub(crate) mod points;
 mod spawn;
 mod storage;
 pub(crate) mod tasks;
@@ -112,6 +113,10 @@ pub(crate) struct World {
     abort: AtomicBool,
     user_rng: RngHandle,
     state: Mutex<State>,
+    /// Fault points armed by the test (`points`), apart from `state`: reaching an unarmed
+    /// point reads only `points_armed`.
+    points: Mutex<points::PointTable>,
+    points_armed: AtomicBool,
 }
 
 impl World {
@@ -156,6 +161,8 @@ impl World {
             abort: AtomicBool::new(false),
             user_rng: RngHandle::new(SimRng::stream(seed, "env", 0)),
             state: Mutex::new(state),
+            points: Mutex::default(),
+            points_armed: AtomicBool::new(false),
             config,
         })
     }

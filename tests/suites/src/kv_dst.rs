@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kelpie::gen::{Alphabet, IdGen};
 use kelpie::{FaultKind, NodeStatus, SimEnv};
 use kelpie_actors::invariants::{
     AgentSnapshot, MessageDurability, SerializableIsolation, TxnOutcome,
@@ -477,7 +478,14 @@ impl CheckpointWorkload {
                 return;
             }
             let session = format!("s{}", i / 4);
-            let msg = NewMessage::new(format!("{agent}-r{i}"), Role::User, format!("hello {i}"));
+            // Request ids are at most 128 characters like agent ids: a short digest of the
+            // agent instead of the (possibly 128-character) agent id itself.
+            let tag = kelpie_actors::state_digest(agent.as_bytes()) & 0xffff_ffff;
+            let msg = NewMessage::new(
+                format!("{tag:08x}-r{i}"),
+                Role::User,
+                format!("hello {i} from {agent}"),
+            );
             self.checker.attempt(&agent, &session, &msg);
             let result = api.checkpoint(&agent, &session, &msg).await;
             {
@@ -547,11 +555,14 @@ async fn checkpoint_workload(
         adapter,
         messages,
     };
-    let agents: Vec<String> = (0..AGENTS).map(|i| format!("agent-{i}")).collect();
-    let (even, odd): (Vec<_>, Vec<_>) = agents
-        .iter()
-        .cloned()
-        .partition(|a| a.ends_with(['0', '2', '4', '6', '8']));
+    // Generated ids: always a chain of prefixes (`x`, `xy`, `xyz`) and a 128-character one,
+    // so that a prefix scan that leaks between agents (`messages/x` listing `messages/xy/…`)
+    // shows up as a message of another agent.
+    let agents = IdGen::new(Alphabet::ActorId, 1, 128).distinct(&env.rng(), AGENTS as usize);
+    let (even, odd): (Vec<String>, Vec<String>) = (
+        agents.iter().step_by(2).cloned().collect(),
+        agents.iter().skip(1).step_by(2).cloned().collect(),
+    );
     checkpoint_worker(&env, "w1", &kv, &w, even);
     checkpoint_worker(&env, "w2", &kv, &w, odd);
     let deadline = Duration::from_secs(120);
@@ -644,6 +655,22 @@ async fn checkpoints_survive_chaos(env: SimEnv) -> Result<(), String> {
 async fn canary_torn_checkpoint_is_caught(env: SimEnv) -> Result<(), String> {
     let adapter = AdapterConfig {
         bug: Some(AdapterBug::TornCheckpoint),
+        ..AdapterConfig::default()
+    };
+    checkpoint_workload(env, adapter, Mode::Canary, 20, &[]).await
+}
+
+/// Canary for the generated agent ids: listing an agent's messages with a prefix that lacks
+/// its trailing separator also lists the messages of every agent whose id extends it. With
+/// ids of which none is a prefix of another (`agent-0`..`agent-3`) this bug is invisible; the
+/// generated ids always contain a prefix chain, and the message checker finds a message the
+/// agent never received.
+#[kelpie::dst_test(seeds = 0..20, canary, faults = [StorageLatency(0.5, max_ms = 5)])]
+async fn canary_unterminated_prefix_lists_another_agents_messages(
+    env: SimEnv,
+) -> Result<(), String> {
+    let adapter = AdapterConfig {
+        bug: Some(AdapterBug::UnterminatedPrefix),
         ..AdapterConfig::default()
     };
     checkpoint_workload(env, adapter, Mode::Canary, 20, &[]).await

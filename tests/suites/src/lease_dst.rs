@@ -211,7 +211,8 @@ fn lease_cluster(
 ) -> (Cluster<LeaseNode>, Arc<AtomicU64>) {
     let errors = Arc::new(AtomicU64::new(0));
     let e = errors.clone();
-    let cluster = Cluster::start(env, nodes, move |p, c| {
+    let lease = config.clone();
+    let cluster = Cluster::start(env, nodes, &lease, move |p, c| {
         LeaseNode::start(p, c, config.clone(), e.clone())
     });
     (cluster, errors)

@@ -20,6 +20,8 @@ mod migration_dst;
 mod network_dst;
 mod registry_dst;
 mod storage_dst;
+mod store_contract_dst;
+mod targeted_dst;
 mod wal_dst;
 
 mod support;

@@ -11,7 +11,8 @@ use std::time::Duration;
 use kelpie::{NodeId, SimEnv, SimNetwork};
 use kelpie_actors::invariants::{Clocks, ClusterChecker};
 use kelpie_actors::{
-    ActorId, ActorKV, KvError, KvPairs, KvTransaction, Platform, SimKv, SimKvTxn, SimPlatform,
+    ActorId, ActorKV, KvError, KvPairs, KvTransaction, LeaseConfig, Platform, SimKv, SimKvTxn,
+    SimPlatform,
 };
 
 /// The store as one node sees it: the database node's disk ([`SimKv`]), reachable only
@@ -183,6 +184,10 @@ impl Platform for NodePlatform {
     fn random(&self) -> u64 {
         self.sim.random()
     }
+
+    fn fault_point(&self, name: &'static str) -> impl Future<Output = bool> + Send + 'static {
+        self.sim.fault_point(name)
+    }
 }
 
 /// A database node `db` (id `n1` in traces) and service nodes `n2..n{N+1}`, with a checker
@@ -224,8 +229,10 @@ pub type Background = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl<S: Clone + Send + Sync + 'static> Cluster<S> {
     /// Starts the cluster: `make` builds a node's service (and optional background task)
-    /// at every start and restart of the node.
-    pub fn start<F>(env: &SimEnv, nodes: usize, make: F) -> Self
+    /// at every start and restart of the node. The checker knows the services' `lease`
+    /// config ([`ClusterChecker::for_leases`]): it judges activity from the lease grants and
+    /// true time.
+    pub fn start<F>(env: &SimEnv, nodes: usize, lease: &LeaseConfig, make: F) -> Self
     where
         F: Fn(NodePlatform, Arc<ClusterChecker>) -> (S, Option<Background>) + Send + Sync + 'static,
     {
@@ -234,13 +241,16 @@ impl<S: Clone + Send + Sync + 'static> Cluster<S> {
         let clocks_of: Arc<Mutex<BTreeMap<String, SimEnv>>> = Arc::default();
         let now_env = env.clone();
         let node_clocks = clocks_of.clone();
-        let checker = Arc::new(ClusterChecker::new(Clocks::new(
-            move || now_env.elapsed(),
-            move |name| {
-                let envs = node_clocks.lock().unwrap();
-                envs.get(name).map(SimEnv::local_time)
-            },
-        )));
+        let checker = Arc::new(ClusterChecker::for_leases(
+            Clocks::new(
+                move || now_env.elapsed(),
+                move |name| {
+                    let envs = node_clocks.lock().unwrap();
+                    envs.get(name).map(SimEnv::local_time)
+                },
+            ),
+            lease,
+        ));
         let services: Arc<Mutex<BTreeMap<String, S>>> = Arc::default();
         let make = Arc::new(make);
         let mut envs = Vec::new();

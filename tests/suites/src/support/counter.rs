@@ -15,7 +15,7 @@ use kelpie::SimEnv;
 use kelpie_actors::invariants::{ClusterViolation, NoSplitBrain};
 use kelpie_actors::{
     Actor, ActorContext, ActorError, ActorId, ActorKV, ActorRuntime, KvError, KvTransaction,
-    LeaseConfig, Registry, RuntimeConfig,
+    LeaseConfig, Platform, Registry, RuntimeConfig,
 };
 
 use super::cluster::{self as support, Cluster, NodePlatform};
@@ -81,8 +81,90 @@ impl Actor<NodePlatform> for Counter {
     }
 }
 
+/// A counter that lives only in memory: its value is never written to the store, so it
+/// survives a migration only through the state handed over (a target that ignores the
+/// hand-off restarts it at 0), and is lost with its instance otherwise (crash, lease loss,
+/// idle deactivation) — use it only with migrations and faults that keep leases alive.
+pub(crate) struct MemoryCounter {
+    value: u64,
+}
+
+impl Actor<NodePlatform> for MemoryCounter {
+    type Msg = Op;
+    type Reply = u64;
+
+    async fn activate(ctx: &ActorContext<NodePlatform>) -> Result<Self, ActorError> {
+        let value = match ctx.handoff() {
+            Some(state) => decode(state)?,
+            None => 0,
+        };
+        Ok(MemoryCounter { value })
+    }
+
+    async fn handle(
+        &mut self,
+        ctx: &ActorContext<NodePlatform>,
+        op: Op,
+    ) -> Result<u64, ActorError> {
+        // The context's contract: it names the node the instance runs on.
+        assert_eq!(
+            ctx.node(),
+            ctx.platform().node(),
+            "ActorContext::node names another node than the instance's platform"
+        );
+        if op == Op::Add {
+            self.value += 1;
+        }
+        Ok(self.value)
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        Some(self.value.to_le_bytes().to_vec())
+    }
+}
+
+/// The counters the workload can drive: whether the count is persisted in the store (then
+/// the end-of-run check compares the store with the acknowledged increments).
+pub(crate) trait CounterActor: Actor<NodePlatform, Msg = Op, Reply = u64> {
+    /// Whether the count is written to `actors/ns/{id}/count`.
+    const PERSISTED: bool;
+}
+
+impl CounterActor for Counter {
+    const PERSISTED: bool = true;
+}
+
+impl CounterActor for MemoryCounter {
+    const PERSISTED: bool = false;
+}
+
+/// The store-backed counter without a snapshot (the trait's default): a migration hands it
+/// nothing, and the target reloads the count from the store.
+pub(crate) struct PlainCounter(Counter);
+
+impl Actor<NodePlatform> for PlainCounter {
+    type Msg = Op;
+    type Reply = u64;
+
+    async fn activate(ctx: &ActorContext<NodePlatform>) -> Result<Self, ActorError> {
+        Counter::activate(ctx).await.map(PlainCounter)
+    }
+
+    async fn handle(
+        &mut self,
+        ctx: &ActorContext<NodePlatform>,
+        op: Op,
+    ) -> Result<u64, ActorError> {
+        self.0.handle(ctx, op).await
+    }
+}
+
+impl CounterActor for PlainCounter {
+    const PERSISTED: bool = true;
+}
+
 /// The runtime every node runs.
-pub(crate) type Runtime = ActorRuntime<NodePlatform, Counter>;
+pub(crate) type Runtime<A = Counter> = ActorRuntime<NodePlatform, A>;
 
 /// Lease of 500 ms, clocks skewed by at most 50 ms, idle actors released after 400 ms.
 pub(crate) fn runtime_config() -> RuntimeConfig {
@@ -98,7 +180,17 @@ pub(crate) fn counter_cluster(
     nodes: usize,
     config: RuntimeConfig,
 ) -> Cluster<Runtime> {
-    Cluster::start(env, nodes, move |platform, checker| {
+    cluster_of::<Counter>(env, nodes, config)
+}
+
+/// A cluster of `nodes` runtimes of actor `A` with `config`.
+pub(crate) fn cluster_of<A: CounterActor>(
+    env: &SimEnv,
+    nodes: usize,
+    config: RuntimeConfig,
+) -> Cluster<Runtime<A>> {
+    let lease = config.lease.clone();
+    Cluster::start(env, nodes, &lease, move |platform, checker| {
         let rt = ActorRuntime::with_observer(platform, config.clone(), checker).unwrap();
         (rt, None)
     })
@@ -115,6 +207,8 @@ pub(crate) struct Tally {
     pub outcomes: BTreeMap<&'static str, u64>,
     /// Operator actions (deactivations, migrations) by outcome.
     pub migrations: BTreeMap<&'static str, u64>,
+    /// Why migration targets refused to activate after a committed hand-off.
+    pub refusals: Vec<String>,
 }
 
 impl Tally {
@@ -142,8 +236,8 @@ pub(crate) enum Operator {
 /// names, sometimes to a random one) and the `operator` for `secs` seconds of virtual time,
 /// while a monitor checks the invariants every 10 ms and NoSplitBrain on the runtimes' beliefs.
 /// Returns the tally, the first split-brain violation and the partition heals seen.
-pub(crate) async fn run_clients(
-    cluster: &Cluster<Runtime>,
+pub(crate) async fn run_clients<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
     actors: &[ActorId],
     clients: usize,
     secs: u64,
@@ -267,11 +361,16 @@ pub(crate) async fn run_clients(
                     .collect();
                 let actor =
                     support::pick(&env, if active.is_empty() { &actors } else { &active }).clone();
+                let mut refusals = Vec::new();
                 let label = match operator {
-                    Operator::Migrate(_) => migrate_once(&env, &names, &services, &actor).await,
+                    Operator::Migrate(_) => {
+                        migrate_once(&env, &names, &services, &actor, &mut refusals).await
+                    }
                     Operator::Deactivate(_) => deactivate_once(&names, &services, &actor).await,
                 };
-                *tally.lock().unwrap().migrations.entry(label).or_default() += 1;
+                let mut t = tally.lock().unwrap();
+                *t.migrations.entry(label).or_default() += 1;
+                t.refusals.extend(refusals);
             }
         }));
     }
@@ -286,9 +385,9 @@ pub(crate) async fn run_clients(
 }
 
 /// Deactivates `actor` on the node that believes it owns it.
-async fn deactivate_once(
+async fn deactivate_once<A: CounterActor>(
     names: &[String],
-    services: &support::Services<Runtime>,
+    services: &support::Services<Runtime<A>>,
     actor: &ActorId,
 ) -> &'static str {
     let Some((node, rt)) = names.iter().find_map(|n| {
@@ -309,11 +408,12 @@ async fn deactivate_once(
 
 /// Migrates `actor` from the node that believes it owns it to another random node: the
 /// source's `migrate_out` on the source, then the target's `migrate_in` on the target.
-async fn migrate_once(
+async fn migrate_once<A: CounterActor>(
     env: &SimEnv,
     names: &[String],
-    services: &support::Services<Runtime>,
+    services: &support::Services<Runtime<A>>,
     actor: &ActorId,
+    refusals: &mut Vec<String>,
 ) -> &'static str {
     let Some(source) = names
         .iter()
@@ -336,14 +436,20 @@ async fn migrate_once(
     let a = actor.clone();
     match support::run_on(&target, async move { tgt.migrate_in(&a).await }).await {
         Some(Ok(_)) => "completed",
-        Some(Err(_)) => "target refused",
+        Some(Err(e)) => {
+            refusals.push(format!("{actor} {source} -> {target}: {e}"));
+            "target refused"
+        }
         None => "target died",
     }
 }
 
 /// After the run: every acknowledged `Add` is in the store exactly once and no two got the
 /// same count (`acked <= stored <= acked + unknown`, replies distinct).
-pub(crate) async fn verify_counts(cluster: &Cluster<Runtime>, tally: &Tally) -> Result<(), String> {
+pub(crate) async fn verify_counts<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
+    tally: &Tally,
+) -> Result<(), String> {
     for (actor, replies) in &tally.acked {
         let mut sorted = replies.clone();
         sorted.sort_unstable();
@@ -352,6 +458,9 @@ pub(crate) async fn verify_counts(cluster: &Cluster<Runtime>, tally: &Tally) -> 
                 "{actor}: two acknowledged increments both returned {} (a lost update)",
                 w[0]
             ));
+        }
+        if !A::PERSISTED {
+            continue;
         }
         let stored = loop {
             match cluster.kv.get(&actor.key("count")).await {
@@ -376,9 +485,9 @@ pub(crate) async fn verify_counts(cluster: &Cluster<Runtime>, tally: &Tally) -> 
 /// The common verdict of a run: no invariant violated, counts consistent, the workload both
 /// succeeded and failed, leases changed hands (`takeovers`: to another node, not only by
 /// hand-off), and every declared fault fired.
-pub(crate) async fn judge(
+pub(crate) async fn judge<A: CounterActor>(
     env: &SimEnv,
-    cluster: &Cluster<Runtime>,
+    cluster: &Cluster<Runtime<A>>,
     tally: &Tally,
     split: Option<ClusterViolation>,
     takeovers: bool,

@@ -1,0 +1,443 @@
+//! Targeted interleavings: races that random faults reach in one seed of hundreds or
+//! thousands, made routine with fault points (`SimEnv::arm_point`, reached by kelpie-actors
+//! through `Platform::fault_point`). Each scenario drives the real runtime into one race on
+//! every seed (the seed varies the timings), and the cluster checker judges it.
+//!
+//! | scenario | fault point | the race |
+//! |---|---|---|
+//! | [`a_message_queued_behind_a_paused_holder_does_not_act`] | `activation.handle` | a message waits behind a slow one while its holder is paused past its lease and another node takes over |
+//! | [`a_release_racing_a_takeover_leaves_the_new_lease`] | `lease.release` | a holder paused while releasing wakes after another node took the actor over |
+//! | [`a_failed_release_still_lets_the_actor_move`] | `lease.release` | the first release attempts fail (the store refuses), the release retries |
+//! | [`wal_retries_after_unknown_outcomes_apply_once`] | `wal.append.reply`, `wal.complete.reply` | an append or a complete commits but its reply is lost; the client retries the same idempotency key |
+
+use std::time::Duration;
+
+use std::collections::BTreeMap;
+
+use kelpie::gen::{Alphabet, IdGen};
+use kelpie::points::PointAction;
+use kelpie::SimEnv;
+use kelpie_actors::{
+    ActorError, ActorId, ActorKV, JsonValue, KvError, KvTransaction, RuntimeConfig, SimKv,
+    SimPlatform, Wal, WalApply, WalBug, WalConfig, WalEntry,
+};
+
+use crate::support::cluster::{self as support, Cluster};
+use crate::support::counter::{
+    cluster_of, runtime_config, Counter, CounterActor, MemoryCounter, Op, Runtime,
+};
+
+/// Sends `op` for `actor` through node `node`; `None` if the node is down or did not answer
+/// within 300 ms.
+async fn invoke<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
+    node: &str,
+    actor: &ActorId,
+    op: Op,
+) -> Option<Result<u64, ActorError>> {
+    let rt = cluster.services().get(node)?;
+    let a = actor.clone();
+    let call = support::run_on(node, async move { rt.invoke(&a, op).await });
+    cluster
+        .env
+        .timeout(Duration::from_millis(300), call)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Sends `op` through `node` every 10–30 ms until it succeeds or `within` passes; the last
+/// failure if it never succeeded.
+async fn try_until_ok<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
+    node: &str,
+    actor: &ActorId,
+    op: Op,
+    within: Duration,
+) -> Result<(), String> {
+    let env = &cluster.env;
+    let deadline = env.elapsed() + within;
+    let mut last = "no attempt".to_string();
+    while env.elapsed() < deadline {
+        match invoke(cluster, node, actor, op).await {
+            Some(Ok(_)) => return Ok(()),
+            Some(Err(e)) => last = e.to_string(),
+            None => last = "no answer within 300 ms".to_string(),
+        }
+        env.sleep(Duration::from_millis(env.rng().gen_range(10..30)))
+            .await;
+    }
+    Err(last)
+}
+
+/// Like [`try_until_ok`], whether it succeeded.
+async fn until_ok<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
+    node: &str,
+    actor: &ActorId,
+    op: Op,
+    within: Duration,
+) -> bool {
+    try_until_ok(cluster, node, actor, op, within).await.is_ok()
+}
+
+/// The liveness every scenario starts from: with no fault and no other holder, the first node
+/// asked activates a free actor (within 2 s) — named, so that a runtime that can no longer
+/// activate anything fails here with its cause rather than by a scenario going quiet.
+async fn activates_when_free<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
+    node: &str,
+    actor: &ActorId,
+) -> Result<(), String> {
+    try_until_ok(cluster, node, actor, Op::Add, Duration::from_secs(2))
+        .await
+        .map_err(|last| {
+            format!(
+                "Liveness (activation) violated: {node} could not activate the free actor \
+                 {actor} within 2 s without faults; last error: {last}"
+            )
+        })
+}
+
+/// The verdict of a scenario: no invariant violated (with the actor's events if one was).
+fn verdict<A: CounterActor>(cluster: &Cluster<Runtime<A>>) -> Result<(), String> {
+    match cluster.checker.first_violation() {
+        Some(v) => {
+            let mut names: Vec<&str> = cluster
+                .checker
+                .violations()
+                .iter()
+                .map(|v| v.invariant())
+                .collect();
+            names.dedup();
+            Err(format!(
+                "{}\n  invariants violated in this run: {}",
+                cluster.checker.explain(&v),
+                names.join(", ")
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+/// n2 runs the actor; a message on n2 is held at `activation.handle` (after the runtime
+/// decided it may act) while a second one queues behind it; n2 is then paused for longer
+/// than a lease while clients on n3 take the actor over. When n2 wakes, the queued message
+/// must re-check its instance's lease and refuse: its lease ran out and n3 holds a newer one.
+async fn paused_holder(env: SimEnv, config: RuntimeConfig) -> Result<(), String> {
+    let cluster = cluster_of::<MemoryCounter>(&env, 2, config);
+    let actor = ActorId::new("ns", "a0").unwrap();
+    let n2 = cluster.nodes[0].node();
+    activates_when_free(&cluster, "n2", &actor).await?;
+    let rng = env.rng();
+    let pause = Duration::from_millis(rng.gen_range(800..1500));
+    // The first message sits in the runtime until after n2 wakes.
+    env.arm_point(
+        "activation.handle",
+        Some(n2),
+        PointAction::Delay(pause + Duration::from_millis(rng.gen_range(10..200))),
+    );
+    let first = {
+        let c = cluster.services().get("n2").unwrap();
+        let a = actor.clone();
+        support::spawn_on("n2", async move { c.invoke(&a, Op::Add).await })
+    };
+    env.sleep(Duration::from_millis(rng.gen_range(1..5))).await;
+    let second = {
+        let c = cluster.services().get("n2").unwrap();
+        let a = actor.clone();
+        support::spawn_on("n2", async move { c.invoke(&a, Op::Add).await })
+    };
+    env.sleep(Duration::from_millis(rng.gen_range(1..5))).await;
+    env.pause(n2);
+    let waker = {
+        let env = env.clone();
+        env.clone().spawn(async move {
+            env.sleep(pause).await;
+            env.resume(n2);
+        })
+    };
+    // Meanwhile clients on n3 wait the lease out and take the actor over, then keep using it
+    // (so that n3 still holds it when n2 wakes, instead of releasing it idle).
+    let taken = until_ok(&cluster, "n3", &actor, Op::Add, pause).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeper = {
+        let (services, a, stop, env2) =
+            (cluster.services(), actor.clone(), stop.clone(), env.clone());
+        env.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(rt) = services.get("n3") {
+                    let a = a.clone();
+                    let _ =
+                        support::run_on("n3", async move { rt.invoke(&a, Op::Get).await }).await;
+                }
+                env2.sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let _ = waker.await;
+    let (first, second) = (first.await, second.await);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = keeper.await;
+    let refused = matches!(second, Ok(Err(_)));
+    env.trace(format!(
+        "paused holder: n3 took over {taken}, first {first:?}, second {second:?}"
+    ));
+    // Keep both nodes busy a little longer, so that any instance still acting shows.
+    for _ in 0..10 {
+        let _ = invoke(&cluster, "n2", &actor, Op::Get).await;
+        let _ = invoke(&cluster, "n3", &actor, Op::Get).await;
+    }
+    cluster.checker.check_now();
+    verdict(&cluster)?;
+    kelpie::sometimes!(taken, "n3 took the actor over while n2 was paused");
+    kelpie::sometimes!(refused, "the queued message was refused after the pause");
+    Ok(())
+}
+
+/// A message queued behind a slow one on a holder paused past its lease does not act once
+/// the holder wakes (the runtime re-checks the lease when the message's turn comes).
+#[kelpie::dst_test(seeds = 0..20)]
+async fn a_message_queued_behind_a_paused_holder_does_not_act(env: SimEnv) -> Result<(), String> {
+    paused_holder(env, runtime_config()).await
+}
+
+/// Canary for a checker that believes the system under test: the runtime decides whether a
+/// message may act when it arrives, not when its turn comes. The queued message runs on n2
+/// after its lease ran out and n3 took over. SingleActivation, which counts n2's instance only
+/// until the validity n2 reported, sees one instance; LeaseBoundActivity, which judges from
+/// the grants and true time, names the breach.
+#[kelpie::dst_test(seeds = 0..20, canary)]
+async fn canary_validity_checked_on_arrival_acts_after_the_lease(
+    env: SimEnv,
+) -> Result<(), String> {
+    let mut config = runtime_config();
+    config.lease.bugs.validity_checked_on_arrival = true;
+    let cluster_result = paused_holder(env, config).await;
+    match cluster_result {
+        Err(e) if e.starts_with("LeaseBoundActivity") => Err(e),
+        // Another failure is not this checker finding the bug.
+        _ => Ok(()),
+    }
+}
+
+/// n2 runs the actor and deactivates it; its release is held at `lease.release` (after it
+/// stopped trusting the lease, before the record is written) by a pause of n2 longer than a
+/// lease. Meanwhile n3 takes the actor over. When n2 wakes its release must leave n3's lease
+/// alone, so that n4 stays refused while n3 holds the actor.
+async fn release_race(env: SimEnv, config: RuntimeConfig) -> Result<(), String> {
+    let cluster = cluster_of::<Counter>(&env, 3, config);
+    let actor = ActorId::new("ns", "a0").unwrap();
+    let n2 = cluster.nodes[0].node();
+    activates_when_free(&cluster, "n2", &actor).await?;
+    let rng = env.rng();
+    let pause = Duration::from_millis(rng.gen_range(800..1500));
+    env.arm_point("lease.release", Some(n2), PointAction::Pause(pause));
+    let release = {
+        let c = cluster.services().get("n2").unwrap();
+        let a = actor.clone();
+        support::spawn_on("n2", async move { c.deactivate(&a).await })
+    };
+    let taken = until_ok(&cluster, "n3", &actor, Op::Add, pause).await;
+    let released = release.await;
+    // After n2's release finished: n3 keeps working, n4 asks again and again.
+    let mut n4_ok = 0;
+    for _ in 0..20 {
+        let _ = invoke(&cluster, "n3", &actor, Op::Add).await;
+        if let Some(Ok(_)) = invoke(&cluster, "n4", &actor, Op::Add).await {
+            n4_ok += 1;
+        }
+        env.sleep(Duration::from_millis(rng.gen_range(1..10))).await;
+    }
+    cluster.checker.check_now();
+    env.trace(format!(
+        "release race: n3 took over {taken}, n2's deactivation {released:?}, n4 served {n4_ok}"
+    ));
+    verdict(&cluster)?;
+    kelpie::sometimes!(
+        taken,
+        "n3 took the actor over while n2's release was paused"
+    );
+    Ok(())
+}
+
+/// A release that wakes after a takeover leaves the new holder's lease in place.
+#[kelpie::dst_test(seeds = 0..20)]
+async fn a_release_racing_a_takeover_leaves_the_new_lease(env: SimEnv) -> Result<(), String> {
+    release_race(env, runtime_config()).await
+}
+
+/// Canary for a race found by luck: a release that marks the record released without
+/// checking it is still its own. Paused past its lease, n2 releases n3's lease, and n4 takes
+/// the actor at once while n3 still runs it.
+#[kelpie::dst_test(seeds = 0..20, canary)]
+async fn canary_blind_release_frees_the_successors_lease(env: SimEnv) -> Result<(), String> {
+    let mut config = runtime_config();
+    config.lease.bugs.release_skips_holder_check = true;
+    match release_race(env, config).await {
+        Err(e)
+            if ["SingleActivation", "LeaseUniqueness", "LeaseBoundActivity"]
+                .iter()
+                .any(|name| e.starts_with(name)) =>
+        {
+            Err(e)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The release of a deactivated actor fails at `lease.release` one to three times (the store
+/// refuses); the release retries, so another node takes the actor at once instead of after
+/// the lease runs out.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn a_failed_release_still_lets_the_actor_move(env: SimEnv) -> Result<(), String> {
+    let cluster = cluster_of::<Counter>(&env, 2, runtime_config());
+    let actor = ActorId::new("ns", "a0").unwrap();
+    activates_when_free(&cluster, "n2", &actor).await?;
+    let failures = env.rng().gen_range(1..4) as u32;
+    env.arm_point_times(
+        "lease.release",
+        Some(cluster.nodes[0].node()),
+        PointAction::Fail,
+        failures,
+        0,
+    );
+    let c = cluster.services().get("n2").unwrap();
+    let a = actor.clone();
+    let _ = support::run_on("n2", async move { c.deactivate(&a).await }).await;
+    let fired = env.point_stats("lease.release").fired;
+    if fired != u64::from(failures) {
+        return Err(format!(
+            "lease.release failed {fired} times, armed for {failures}"
+        ));
+    }
+    // Well within the takeover wait (550 ms): only a completed release lets n3 in this fast.
+    let started = env.elapsed();
+    if !until_ok(&cluster, "n3", &actor, Op::Get, Duration::from_millis(200)).await {
+        return Err(format!(
+            "n3 could not take the actor within 200 ms after n2 released it ({failures} failed \
+             release attempts first)"
+        ));
+    }
+    env.trace(format!(
+        "moved after {:?}",
+        env.elapsed().saturating_sub(started)
+    ));
+    verdict(&cluster)
+}
+
+/// Credits an entry's amount to `ledger/total` and counts its applications under
+/// `ledger/applied/{key}`: the facts the WAL scenario judges from.
+struct Credit;
+
+fn read_u64(v: Option<Vec<u8>>) -> u64 {
+    v.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+impl<T: KvTransaction> WalApply<T> for Credit {
+    async fn apply(&self, entry: &WalEntry, txn: &mut T) -> Result<JsonValue, ActorError> {
+        let total = read_u64(txn.get(b"ledger/total").await?) + entry.payload.as_u64().unwrap_or(0);
+        txn.set(b"ledger/total", &total.to_le_bytes());
+        let key = format!("ledger/applied/{}", entry.key).into_bytes();
+        let times = read_u64(txn.get(&key).await?) + 1;
+        txn.set(&key, &times.to_le_bytes());
+        Ok(total.into())
+    }
+}
+
+/// A client submits credits under generated idempotency keys (a prefix chain, a 128-character
+/// key, and repeats of earlier keys: a client sending the same request twice), retrying each
+/// submission until it is acknowledged. Replies of appends and completes that committed are
+/// lost at armed fault points (the caller sees an unknown outcome), a random number of times.
+/// Every key must be applied exactly once, with the amount of its first submission, and the
+/// total must be their sum.
+async fn wal_retries(env: SimEnv, config: WalConfig) -> Result<(), String> {
+    let rng = env.rng();
+    let db = env.create_node("db").build();
+    let kv = SimKv::new(&db);
+    let node = env.create_node("w").build();
+    let wal = Wal::with_config(SimPlatform::new(node.clone(), kv.clone()), "ledger", config)
+        .map_err(|e| e.to_string())?;
+    let keys = IdGen::new(Alphabet::ActorId, 1, 128).batch(&rng, 12);
+    for point in ["wal.append.reply", "wal.complete.reply"] {
+        let times = rng.gen_range(2..6) as u32;
+        let skip = rng.gen_range(0..4) as u32;
+        env.arm_point_times(point, Some(node.node()), PointAction::Fail, times, skip);
+    }
+    let mut first_amount: BTreeMap<String, u64> = BTreeMap::new();
+    let mut unknown = 0;
+    let task = {
+        let (keys, wal, env2) = (keys.clone(), wal.clone(), env.clone());
+        node.spawn(async move {
+            let mut amounts = Vec::new();
+            let mut unknown = 0;
+            for key in keys {
+                let amount = 1 + env2.rng().gen_range(0..100);
+                amounts.push((key.clone(), amount));
+                loop {
+                    match wal.submit(&key, amount.into(), &Credit).await {
+                        Ok(_) => break,
+                        Err(ActorError::Kv(KvError::OutcomeUnknown)) => unknown += 1,
+                        Err(e) => return Err(format!("submit {key:?} failed: {e}")),
+                    }
+                }
+            }
+            Ok((amounts, unknown))
+        })
+    };
+    let (amounts, seen_unknown) = task.await.map_err(|e| e.to_string())??;
+    unknown += seen_unknown;
+    for (key, amount) in amounts {
+        first_amount.entry(key).or_insert(amount);
+    }
+    let mut expected_total = 0;
+    for (key, amount) in &first_amount {
+        let times = read_u64(
+            kv.get(format!("ledger/applied/{key}").as_bytes())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        if times != 1 {
+            return Err(format!(
+                "wal entry {key:?} was applied {times} times (exactly once expected) after \
+                 {unknown} unknown outcomes"
+            ));
+        }
+        expected_total += amount;
+    }
+    let total = read_u64(kv.get(b"ledger/total").await.map_err(|e| e.to_string())?);
+    if total != expected_total {
+        return Err(format!(
+            "ledger total {total}, expected {expected_total} (the first amount of each key)"
+        ));
+    }
+    let fired =
+        env.point_stats("wal.append.reply").fired + env.point_stats("wal.complete.reply").fired;
+    env.trace(format!(
+        "wal: {unknown} unknown outcomes, {fired} replies lost"
+    ));
+    kelpie::sometimes!(
+        env.point_stats("wal.complete.reply").fired > 0,
+        "a complete committed and its reply was lost"
+    );
+    kelpie::sometimes!(first_amount.len() < keys.len(), "a key was submitted twice");
+    Ok(())
+}
+
+/// Retries of `append` and `complete` after unknown outcomes apply each key exactly once.
+#[kelpie::dst_test(seeds = 0..20)]
+async fn wal_retries_after_unknown_outcomes_apply_once(env: SimEnv) -> Result<(), String> {
+    wal_retries(env, WalConfig::default()).await
+}
+
+/// Canary for a retry after an unknown outcome: `complete` applies an entry without looking
+/// at its status, so the retry of a complete whose reply was lost applies it again.
+#[kelpie::dst_test(seeds = 0..20, canary)]
+async fn canary_complete_without_status_check_applies_twice(env: SimEnv) -> Result<(), String> {
+    let config = WalConfig {
+        bug: Some(WalBug::CompleteSkipsStatusCheck),
+        ..WalConfig::default()
+    };
+    wal_retries(env, config).await
+}
