@@ -58,6 +58,29 @@ pub struct Forbidden {
 /// The [`Forbidden::problem`] of every entry but the ones that end the process.
 pub const NONDETERMINISTIC: &str = "is not deterministic in a DST test";
 
+/// The [`Forbidden::problem`] of randomness that reads the OS directly: measured under madsim, two
+/// runs of one seed draw different values.
+pub const OS_RANDOM: &str =
+    "draws from the OS, not from the simulation: measured under madsim, two \
+                             runs of one seed draw different values (rand 0.8, getrandom 0.2)";
+
+/// The [`Forbidden::problem`] of randomness that reaches madsim's own stream: deterministic per
+/// seed, but only by accident.
+pub const GLOBAL_STREAM: &str = "is deterministic per seed only through madsim's global random \
+                                 stream (measured: rand 0.9, getrandom 0.3/0.4, uuid), so one \
+                                 extra draw anywhere in the run shifts every later value";
+
+/// The [`Forbidden::problem`] of the names rand 0.8 and 0.9 share, whose version the source does
+/// not tell.
+pub const EITHER_RANDOM: &str =
+    "draws from the OS under rand 0.8 (measured under madsim: two runs \
+                                 of one seed differ); under rand 0.9 it is deterministic per seed \
+                                 only through madsim's global random stream, so one extra draw \
+                                 anywhere shifts every later value";
+
+/// The [`Forbidden::problem`] of fastrand's global generator and `Rng::new`.
+pub const FASTRAND: &str = "is seeded from the thread and the clock, not from the run's seed";
+
 /// The [`Forbidden::problem`] of `std::process::exit` and `abort`.
 const ENDS_RUN: &str = "ends the test process before the runner's summary, so this seed and \
                         every later one go unreported";
@@ -106,6 +129,12 @@ impl Forbidden {
             problem: NONDETERMINISTIC,
             replacement,
         }
+    }
+
+    /// An entry with its own problem statement.
+    const fn with_problem(mut self, problem: &'static str) -> Self {
+        self.problem = problem;
+        self
     }
 
     /// A call that ends the process: the run stops before the runner reports anything.
@@ -249,14 +278,25 @@ pub const FORBIDDEN: &[Forbidden] = &[
     Forbidden::item("std::thread::sleep", USE_SLEEP),
     Forbidden::item("std::time::Instant::now", USE_NOW),
     Forbidden::item("std::time::SystemTime::now", USE_NOW),
-    // Randomness from the OS.
-    Forbidden::item("rand::thread_rng", USE_RNG),
-    Forbidden::item("rand::rng", USE_RNG),
-    Forbidden::item("rand::random", USE_RNG),
-    Forbidden::prefix("rand::rngs::OsRng", &[], &[], USE_RNG),
-    Forbidden::prefix("rand::rngs::ThreadRng", &[], &[], USE_RNG),
-    Forbidden::item("rand::rngs::StdRng::from_entropy", USE_RNG),
-    Forbidden::item("rand::rngs::SmallRng::from_entropy", USE_RNG),
+    // Randomness. Which of the two cases applies is in each message; a test draws from `env.rng()`
+    // either way, a stream of its own seeded by the run's seed.
+    Forbidden::item("rand::thread_rng", USE_RNG).with_problem(EITHER_RANDOM),
+    Forbidden::item("rand::random", USE_RNG).with_problem(EITHER_RANDOM),
+    Forbidden::prefix("rand::rngs::ThreadRng", &[], &[], USE_RNG).with_problem(EITHER_RANDOM),
+    Forbidden::prefix("rand::rngs::OsRng", &[], &[], USE_RNG).with_problem(EITHER_RANDOM),
+    Forbidden::prefix("rand_core::OsRng", &[], &[], USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("rand::rngs::StdRng::from_entropy", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("rand::rngs::SmallRng::from_entropy", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("rand::SeedableRng::from_entropy", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("rand::rng", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::random_range", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::random_bool", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::random_ratio", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::random_iter", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::fill", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::rngs::StdRng::from_os_rng", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::rngs::SmallRng::from_os_rng", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::SeedableRng::from_os_rng", USE_RNG).with_problem(GLOBAL_STREAM),
     Forbidden::prefix(
         "getrandom",
         &[
@@ -267,12 +307,102 @@ pub const FORBIDDEN: &[Forbidden] = &[
             "u32",
             "u64",
         ],
-        &[],
+        &["Error"],
         USE_RNG,
+    )
+    .with_problem(GLOBAL_STREAM),
+    Forbidden::item("getrandom::getrandom", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("getrandom::getrandom_uninit", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item(
+        "uuid::Uuid::new_v4",
+        "use `uuid::Uuid::from_u64_pair(env.rng().next_u64(), env.rng().next_u64())`",
+    )
+    .with_problem(GLOBAL_STREAM),
+    Forbidden::item(
+        "fastrand::Rng::new",
+        "use `fastrand::Rng::with_seed(..)` seeded from `env.rng()`, or `env.rng()`",
+    )
+    .with_problem(FASTRAND),
+    Forbidden::prefix(
+        "fastrand",
+        &[
+            "bool",
+            "u8",
+            "u16",
+            "u32",
+            "u64",
+            "u128",
+            "usize",
+            "i8",
+            "i16",
+            "i32",
+            "i64",
+            "i128",
+            "isize",
+            "f32",
+            "f64",
+            "char",
+            "digit",
+            "alphabetic",
+            "alphanumeric",
+            "lowercase",
+            "uppercase",
+            "shuffle",
+            "choice",
+            "choose_multiple",
+            "fill",
+            "seed",
+            "get_seed",
+        ],
+        &["Rng"],
+        USE_RNG,
+    )
+    .with_problem(FASTRAND),
+    // Executors and spawners outside the simulation's scheduler.
+    Forbidden::prefix(
+        "futures::executor",
+        &[
+            "block_on",
+            "block_on_stream",
+            "ThreadPool",
+            "ThreadPoolBuilder",
+            "LocalPool",
+            "LocalSpawner",
+            "enter",
+        ],
+        &[],
+        "`.await` the future, or use `env.spawn(...)`",
     ),
+    Forbidden::item(
+        "futures::executor::block_on",
+        "`.await` the future instead: `block_on` runs it outside the simulation's scheduler",
+    ),
+    Forbidden::prefix("futures::executor::ThreadPool", &[], &[], USE_SPAWN),
+    Forbidden::prefix("tokio::task::Builder", &[], &[], USE_SPAWN),
     // Ending the process: the runner never prints its summary, so the run can look green.
     Forbidden::ends_run("std::process::exit"),
     Forbidden::ends_run("std::process::abort"),
+];
+
+/// Re-exports the scanner replaces by the path they re-export before looking the table up, so that
+/// a glob of a known prelude (`use rand::prelude::*;`) brings its forbidden names and a path
+/// through a re-export (`rand::prelude::thread_rng`) is recognised.
+pub const REEXPORTS: &[(&str, &str)] = &[
+    ("rand::prelude::thread_rng", "rand::thread_rng"),
+    ("rand::prelude::random", "rand::random"),
+    ("rand::prelude::rng", "rand::rng"),
+    ("rand::prelude::random_range", "rand::random_range"),
+    ("rand::prelude::random_bool", "rand::random_bool"),
+    ("rand::prelude::random_ratio", "rand::random_ratio"),
+    ("rand::prelude::random_iter", "rand::random_iter"),
+    ("rand::prelude::ThreadRng", "rand::rngs::ThreadRng"),
+    ("rand::prelude::StdRng", "rand::rngs::StdRng"),
+    ("rand::prelude::SmallRng", "rand::rngs::SmallRng"),
+    ("rand::prelude::SeedableRng", "rand::SeedableRng"),
+    ("rand_core::SeedableRng", "rand::SeedableRng"),
+    ("rand_core::rngs::OsRng", "rand_core::OsRng"),
+    ("futures_executor", "futures::executor"),
+    ("futures::prelude::executor", "futures::executor"),
 ];
 
 /// The most specific entry covering the absolute `path` (by segments), if any.
