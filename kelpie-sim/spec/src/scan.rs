@@ -93,6 +93,94 @@ pub fn scan_block(block: &syn::Block) -> Vec<Violation> {
     scanner.out
 }
 
+/// An upper bound on how deep a recursive-descent parse (and a walk of the tree it builds) of
+/// `tokens` can recurse, computed without recursion, with the token where it is reached: the
+/// most, over every token, of the tokens before it since the construct of its own group began,
+/// summed over the groups enclosing it.
+///
+/// Each level of syn's recursion consumes at least one token. A `;` at a group's level ends the
+/// construct being parsed there (a statement or an item), and so does a `,` outside `<..>` and
+/// closure parameters (`|a, b|`), where a comma separates elements parsed in a loop, and a
+/// `{..}` outside `<..>` not followed by `else` (it closed an item, a block-like statement or
+/// the innermost of the prefixes before it). So the bound
+/// holds for every nesting: delimiters, `Box<Box<..>>`, `- - - x`, `return return x`,
+/// `a + b + c`, `|a, b| |c, d| ..`. A caller sizes its stack by it, or declines a file whose
+/// bound is too high, rather than let a deep file overflow the stack (which aborts the process).
+///
+/// ```
+/// let flat: proc_macro2::TokenStream = "fn f() { a(1, 2); b(); }".parse().unwrap();
+/// let deep: proc_macro2::TokenStream =
+///     format!("fn f() {{ {}1; }}", "- ".repeat(500)).parse().unwrap();
+/// assert!(kelpie_spec::scan::nesting_bound(&flat).0 < 10);
+/// assert!(kelpie_spec::scan::nesting_bound(&deep).0 > 500);
+/// ```
+pub fn nesting_bound(tokens: &TokenStream) -> (usize, Span) {
+    /// One group being walked.
+    struct Level {
+        rest: proc_macro2::token_stream::IntoIter,
+        /// The bound at the group's own token.
+        base: usize,
+        /// Tokens since the construct at this level began.
+        since: usize,
+        /// Unclosed `<` at this level (a comma inside generics separates nothing).
+        angles: usize,
+        /// A `|` seen since the construct began (a comma may separate closure parameters).
+        pipe: bool,
+        /// The previous token was a joint `-` or `=` (so a `>` is an arrow, not a closing angle).
+        arrow: bool,
+        /// The previous token was a `{..}` group outside `<..>`: unless `else` follows, it ended
+        /// the item, statement or expression it closed.
+        after_brace: bool,
+    }
+    let level = |rest, base| Level {
+        rest,
+        base,
+        since: 0,
+        angles: 0,
+        pipe: false,
+        arrow: false,
+        after_brace: false,
+    };
+    let mut stack = vec![level(tokens.clone().into_iter(), 0)];
+    let (mut max, mut at) = (0, Span::call_site());
+    while let Some(top) = stack.last_mut() {
+        let Some(tt) = top.rest.next() else {
+            stack.pop();
+            continue;
+        };
+        if std::mem::take(&mut top.after_brace)
+            && !matches!(&tt, TokenTree::Ident(ident) if ident == "else")
+        {
+            (top.since, top.pipe) = (0, false);
+        }
+        top.since += 1;
+        let score = top.base + top.since;
+        if score > max {
+            (max, at) = (score, tt.span());
+        }
+        let arrow = std::mem::take(&mut top.arrow);
+        match tt {
+            TokenTree::Punct(p) => match p.as_char() {
+                ';' => {
+                    (top.since, top.angles, top.pipe) = (0, 0, false);
+                }
+                ',' if top.angles == 0 && !top.pipe => top.since = 0,
+                '<' => top.angles += 1,
+                '>' if !arrow => top.angles = top.angles.saturating_sub(1),
+                '|' => top.pipe = true,
+                '-' | '=' => top.arrow = p.spacing() == Spacing::Joint,
+                _ => {}
+            },
+            TokenTree::Group(group) => {
+                top.after_brace = group.delimiter() == Delimiter::Brace && top.angles == 0;
+                stack.push(level(group.stream().into_iter(), score));
+            }
+            _ => {}
+        }
+    }
+    (max, at)
+}
+
 /// A path as written: `::`-rooted or not, and its identifiers.
 #[derive(Debug, Clone)]
 struct Target {
