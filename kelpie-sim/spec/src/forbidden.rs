@@ -186,6 +186,8 @@ const USE_SPAWN: &str = "use `env.spawn(...)`";
 const USE_SLEEP: &str = "use `env.sleep(...)`";
 const USE_NOW: &str = "use `env.now()`";
 const USE_RNG: &str = "use `env.rng()`";
+/// A wall-clock test in a `*_dst.rs` file.
+const RENAME_OR_DST: &str = "rename to `_chaos.rs` or use `#[kelpie::dst_test]`";
 
 /// The one table of APIs a DST test must not use, shared by `#[kelpie::dst_test]` and the lint.
 ///
@@ -254,7 +256,7 @@ pub const FORBIDDEN: &[Forbidden] = &[
             "Id",
         ],
         &[],
-        "the simulation is the runtime: write the test as a `#[kelpie::dst_test]` fn and use `env`",
+        "the simulation is the runtime: rename to `_chaos.rs` or use `#[kelpie::dst_test]` and its `env`",
     ),
     Forbidden::macro_(
         "tokio::select",
@@ -266,11 +268,12 @@ pub const FORBIDDEN: &[Forbidden] = &[
         false,
         "use `futures::select_biased!`, which polls branches in declaration order",
     ),
-    Forbidden::attribute(
-        "tokio::main",
-        "write the test as a `#[kelpie::dst_test]` fn",
+    // Wall-clock tests have their own files and runner: `*_chaos.rs`, `#[kelpie::chaos_test]`.
+    Forbidden::attribute("tokio::main", RENAME_OR_DST),
+    Forbidden::attribute("tokio::test", RENAME_OR_DST),
+    Forbidden::attribute("kelpie::chaos_test", RENAME_OR_DST).with_problem(
+        "runs on the wall clock and real tokio, so it does not belong in a DST file",
     ),
-    Forbidden::attribute("tokio::test", "use `#[kelpie::dst_test]`"),
     // OS threads and the wall clock.
     Forbidden::item("std::thread::spawn", USE_SPAWN),
     Forbidden::item("std::thread::scope", USE_SPAWN),

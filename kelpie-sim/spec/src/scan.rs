@@ -1347,7 +1347,21 @@ mod tests {
         );
         assert_eq!(
             messages(source)[0],
-            "`#[tokio::test]` is not deterministic in a DST test: use `#[kelpie::dst_test]`"
+            "`#[tokio::test]` is not deterministic in a DST test: rename to `_chaos.rs` or use \
+             `#[kelpie::dst_test]`"
+        );
+        assert_eq!(
+            messages("#[kelpie::chaos_test]\nasync fn t() {}\n"),
+            [
+                "`#[kelpie::chaos_test]` runs on the wall clock and real tokio, so it does not \
+              belong in a DST file: rename to `_chaos.rs` or use `#[kelpie::dst_test]`"
+            ]
+        );
+        assert_eq!(
+            messages("fn main() { tokio::runtime::Builder::new_multi_thread().build(); }")[0],
+            "`tokio::runtime::Builder::new_multi_thread` is not deterministic in a DST test: the \
+             simulation is the runtime: rename to `_chaos.rs` or use `#[kelpie::dst_test]` and \
+             its `env`"
         );
     }
 
@@ -1661,8 +1675,9 @@ fn t(env: &Env, x: &X) {
         );
         assert_eq!(
             messages(source)[0],
-            "`#[tokio::test]` (written `t`) is not deterministic in a DST test: use \
-             `#[kelpie::dst_test]` (`t` is imported 2 ways under different `cfg`s; this is one)"
+            "`#[tokio::test]` (written `t`) is not deterministic in a DST test: rename to \
+             `_chaos.rs` or use `#[kelpie::dst_test]` (`t` is imported 2 ways under different \
+             `cfg`s; this is one)"
         );
         // Two alternatives that are both deterministic: nothing.
         let source = "#[cfg(a)]\nuse madsim::task as t;\n#[cfg(not(a))]\nuse crate::shim as t;\n\
