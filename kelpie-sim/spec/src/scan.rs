@@ -220,7 +220,12 @@ const ANY: Ns = TYPE | VALUE | MACRO;
 
 /// The most alternatives one name may resolve to before the rest are dropped: bounds the work
 /// of adversarial files (every alternative of every import in a chain multiplies).
-const MAX_ALTERNATIVES: usize = 32;
+const MAX_ALTERNATIVES: usize = 16;
+
+/// The most name lookups one use may cost: resolution through alternatives and globs can
+/// multiply (every alternative of every import in a chain), and real files (tokio's `cfg_*!`
+/// macros full of `use`) reach that. Past the budget the name is left unresolved.
+const MAX_LOOKUPS: u32 = 4096;
 
 /// What a name or path resolves to.
 #[derive(Debug, Clone)]
@@ -259,6 +264,8 @@ struct Scanner {
     /// The imports being resolved, as (frame, index, is glob): an import's own path cannot
     /// resolve through the import itself (`use tokio;`, `use getrandom::*;`).
     resolving: RefCell<Vec<(usize, usize, bool)>>,
+    /// Lookups spent on the current use, against [`MAX_LOOKUPS`].
+    lookups: std::cell::Cell<u32>,
 }
 
 fn name(ident: &syn::Ident) -> String {
@@ -516,6 +523,7 @@ impl Scanner {
             out: Vec::new(),
             skip: Vec::new(),
             resolving: RefCell::new(Vec::new()),
+            lookups: std::cell::Cell::new(0),
         }
     }
 
@@ -644,7 +652,8 @@ impl Scanner {
     /// something else). Otherwise every import of the name, and every gated item, is an
     /// alternative: the `cfg`s that choose between them are not evaluated.
     fn lookup_in(&self, i: usize, name: &str, ns: Ns, depth: u8) -> Option<Res> {
-        if depth > MAX_DEPTH {
+        self.lookups.set(self.lookups.get() + 1);
+        if depth > MAX_DEPTH || self.lookups.get() > MAX_LOOKUPS {
             return None;
         }
         let frame = &self.frames[i];
@@ -739,6 +748,7 @@ impl Scanner {
             return;
         }
         let from = self.frames.len() - 1;
+        self.lookups.set(0);
         let res = self.resolve(&written, from, Ctx::UseSite, ns, 0);
         let mut paths = Vec::new();
         flatten(res, &mut paths);
@@ -1844,5 +1854,25 @@ fn t(env: &Env) {
 }
 "#;
         assert_eq!(hits(source), vec![]);
+    }
+
+    #[test]
+    fn resolution_through_many_alternatives_and_globs_is_bounded() {
+        // 12 names, each imported 12 ways (under cfgs) through the next, plus globs of each
+        // other: without a budget the lookups multiply past 12^8.
+        let mut source = String::new();
+        for i in 0..12 {
+            for j in 0..12 {
+                source.push_str(&format!(
+                    "#[cfg(c{j})] use self::n{}::m{j} as n{i};\n",
+                    (i + 1) % 12
+                ));
+            }
+            source.push_str(&format!("use self::n{i}::*;\n"));
+        }
+        source.push_str("#[cfg(z)] use tokio::spawn as n0;\nfn t() { n0(f); n5::x(); q(); }\n");
+        let found = hits(&source);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].2, "tokio::spawn");
     }
 }
