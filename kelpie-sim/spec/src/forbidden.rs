@@ -439,15 +439,24 @@ pub fn lookup<S: AsRef<str>>(path: &[S]) -> Option<&'static Forbidden> {
 /// or under `module::name`, or `module` is a prefix entry listing `name` among its members.
 #[cfg(feature = "syn")]
 pub(crate) fn known_member(module: &[String], name: &str) -> bool {
-    FORBIDDEN.iter().any(|entry| {
-        let under = entry.segments().count() > module.len()
-            && entry
-                .segments()
+    // The table's paths split once: this runs for every name looked up through a glob.
+    static SEGMENTED: std::sync::OnceLock<Vec<(Vec<&'static str>, &'static Forbidden)>> =
+        std::sync::OnceLock::new();
+    let segmented = SEGMENTED.get_or_init(|| {
+        FORBIDDEN
+            .iter()
+            .map(|entry| (entry.segments().collect(), entry))
+            .collect()
+    });
+    segmented.iter().any(|(segs, entry)| {
+        let under = segs.len() > module.len()
+            && segs
+                .iter()
                 .zip(module.iter().map(String::as_str).chain([name]))
-                .all(|(a, b)| a == b);
+                .all(|(a, b)| *a == b);
         let listed = match entry.matching {
             Match::Prefix { members, allowed } => {
-                entry.segments().eq(module.iter().map(String::as_str))
+                segs.iter().copied().eq(module.iter().map(String::as_str))
                     && (members.contains(&name) || allowed.contains(&name))
             }
             Match::Exact => false,

@@ -266,6 +266,10 @@ struct Scanner {
     resolving: RefCell<Vec<(usize, usize, bool)>>,
     /// Lookups spent on the current use, against [`MAX_LOOKUPS`].
     lookups: std::cell::Cell<u32>,
+    /// What each import resolved to, by (frame, index, is glob, namespace): an import's meaning
+    /// depends only on its frame and the frames outside it, so an entry holds until its frame
+    /// (or one outside it) changes.
+    imports_resolved: RefCell<std::collections::HashMap<(usize, usize, bool, Ns), Res>>,
 }
 
 fn name(ident: &syn::Ident) -> String {
@@ -478,12 +482,38 @@ fn flatten(res: Res, out: &mut Vec<Option<Vec<String>>>) {
 /// a member of a forbidden module (`tokio::time::*` brings `sleep`), or a name of a known prelude
 /// (`rand::prelude::*` brings `thread_rng`, which is `rand::thread_rng`).
 fn glob_member(module: &[String], name: &str) -> Option<Vec<String>> {
+    // Most globs are of crates the table does not know: skip them without walking the table.
+    if !module.first().is_some_and(|root| known_root(root)) {
+        return None;
+    }
     let mut path = module.to_vec();
     path.push(name.to_string());
     if let Some(canonical) = canonical(&path) {
         return Some(canonical);
     }
     known_member(module, name).then_some(path)
+}
+
+/// Whether some table entry or re-export starts with the crate `root`.
+fn known_root(root: &str) -> bool {
+    static ROOTS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots: Vec<&'static str> = forbidden_paths()
+                .chain(REEXPORTS.iter().map(|(alias, _)| *alias))
+                .filter_map(|path| path.split("::").next())
+                .collect();
+            roots.sort_unstable();
+            roots.dedup();
+            roots
+        })
+        .binary_search(&root)
+        .is_ok()
+}
+
+/// The paths of the table's entries.
+fn forbidden_paths() -> impl Iterator<Item = &'static str> {
+    crate::forbidden::FORBIDDEN.iter().map(|entry| entry.path)
 }
 
 /// `path` with a known re-export replaced by the path it re-exports (`rand::prelude::random` is
@@ -524,6 +554,7 @@ impl Scanner {
             skip: Vec::new(),
             resolving: RefCell::new(Vec::new()),
             lookups: std::cell::Cell::new(0),
+            imports_resolved: RefCell::new(std::collections::HashMap::new()),
         }
     }
 
@@ -538,6 +569,14 @@ impl Scanner {
         self.frames.push(frame);
         f(self);
         self.frames.pop();
+        self.forget_imports_from(self.frames.len());
+    }
+
+    /// Drops the cached resolutions of imports in frame `i` and the frames inside it.
+    fn forget_imports_from(&self, i: usize) {
+        self.imports_resolved
+            .borrow_mut()
+            .retain(|&(frame, ..), _| frame < i);
     }
 
     fn bind(&mut self, pat: &syn::Pat) {
@@ -726,12 +765,22 @@ impl Scanner {
         ns: Ns,
         depth: u8,
     ) -> Option<Res> {
+        let cache_key = (key.0, key.1, key.2, ns);
+        if let Some(res) = self.imports_resolved.borrow().get(&cache_key) {
+            return Some(res.clone());
+        }
         if self.resolving.borrow().contains(&key) {
             return None;
         }
         self.resolving.borrow_mut().push(key);
         let res = self.resolve(target, key.0, Ctx::Import, ns, depth + 1);
         self.resolving.borrow_mut().pop();
+        // Only a resolution that no cycle cut short and no budget ran out on is kept.
+        if self.resolving.borrow().is_empty() && self.lookups.get() <= MAX_LOOKUPS {
+            self.imports_resolved
+                .borrow_mut()
+                .insert(cache_key, res.clone());
+        }
         Some(res)
     }
 
@@ -906,6 +955,7 @@ impl Scanner {
             .iter()
             .position(|tt| matches!(tt, TokenTree::Punct(p) if p.as_char() == ';'))?;
         let item: syn::ItemUse = syn::parse2(tts[..=end].iter().cloned().collect()).ok()?;
+        self.forget_imports_from(self.frames.len().saturating_sub(1));
         let frame = self.frames.last_mut()?;
         collect_use(
             &item.tree,
