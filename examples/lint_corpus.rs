@@ -130,8 +130,8 @@ fn blank(source: &str) -> String {
                 }
                 j += 1;
             }
-            for k in i..j.min(chars.len()) {
-                out.push(keep(chars[k]));
+            for &ch in &chars[i..j.min(chars.len())] {
+                out.push(keep(ch));
             }
             i = j;
         } else if c == '"' {
@@ -169,7 +169,7 @@ fn written_out(line: &str, needle: &str) -> bool {
             .last()
             .is_some_and(|c| c.is_alphanumeric() || c == '_');
         // `::tokio::spawn(` (leading colons) counts; `crate::tokio::spawn(` does not.
-        !ident_before && !(line[..at].ends_with("::") && before.ends_with(|c: char| c == '>'))
+        !(ident_before || line[..at].ends_with("::") && before.ends_with('>'))
     })
 }
 
@@ -319,7 +319,7 @@ fn main() {
         }
         if let Some(&last) = times.last() {
             slowest.push((last, file.clone()));
-            slowest.sort_by(|a, b| b.0.cmp(&a.0));
+            slowest.sort_by_key(|(took, _)| std::cmp::Reverse(*took));
             slowest.truncate(8);
         }
         plain_lines += plain.len();
