@@ -31,7 +31,7 @@
 
 #![deny(unsafe_code)]
 
-pub use kelpie_macros::dst_test;
+pub use kelpie_macros::{chaos_test, dst_test};
 pub use kelpie_sim::{
     Endpoint, Failure, FaultKind, FaultSpec, JoinHandle, LogConfig, NodeId, NodeStatus, RunReport,
     SimConfig, SimEnv, SimError, SimNetwork, SimStorage, Simulation, SometimesStat, StorageError,
@@ -111,7 +111,9 @@ pub mod gen {
 /// What `#[kelpie::dst_test]` expands to; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::harness::{DstTest, IntoTestResult, SeedSet, TestFuture, TestOptions};
+    pub use crate::harness::{
+        ChaosFuture, ChaosTest, DstTest, IntoTestResult, SeedSet, TestFuture, TestOptions,
+    };
     pub use inventory;
     pub use kelpie_sim::{sometimes, FaultKind, FaultSpec, OpKind, SimEnv};
 }

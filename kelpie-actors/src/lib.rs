@@ -14,6 +14,16 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Raw tokio, the clock, threads and randomness are banned outside `platform.rs` (clippy.toml);
+// unit tests run on plain tokio and may use them.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::disallowed_methods,
+        clippy::disallowed_types,
+        reason = "unit tests run on plain tokio, outside the simulation"
+    )
+)]
 
 mod activation;
 mod adapter;
@@ -28,6 +38,10 @@ mod migration;
 mod platform;
 mod registry;
 mod wal;
+// A deliberate violation of the ban, compiled only with `--cfg kelpie_ban_probe`: CI checks
+// that clippy rejects it.
+#[cfg(kelpie_ban_probe)]
+mod ban_probe;
 
 pub use activation::{Actor, ActorContext, ActorRuntime, RuntimeConfig};
 #[cfg(feature = "canaries")]

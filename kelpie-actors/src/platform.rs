@@ -45,6 +45,11 @@ pub trait Platform: Clone + Send + Sync + 'static {
 
 /// The production platform: tokio timers and tasks, the system clock, a [`MemoryKv`] (or any
 /// store) shared by the nodes of one process.
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "the production platform is the one place that reaches tokio, the clock and randomness (kelpie-actors/clippy.toml)"
+)]
 #[derive(Debug, Clone)]
 pub struct TokioPlatform<K = MemoryKv> {
     node: String,
@@ -52,6 +57,11 @@ pub struct TokioPlatform<K = MemoryKv> {
     epoch: std::time::Instant,
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "the production platform is the one place that reaches tokio, the clock and randomness (kelpie-actors/clippy.toml)"
+)]
 impl<K: ActorKV> TokioPlatform<K> {
     /// A node named `node` using `kv`.
     pub fn new(node: impl Into<String>, kv: K) -> Self {
@@ -63,6 +73,11 @@ impl<K: ActorKV> TokioPlatform<K> {
     }
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "the production platform is the one place that reaches tokio, the clock and randomness (kelpie-actors/clippy.toml)"
+)]
 impl<K: ActorKV> Platform for TokioPlatform<K> {
     type Kv = K;
 

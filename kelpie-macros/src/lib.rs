@@ -18,6 +18,7 @@
 extern crate proc_macro;
 
 mod ast;
+mod chaos;
 mod errors;
 mod expand;
 mod fallback;
@@ -94,5 +95,39 @@ pub fn dst_test(attr: TokenStream, item: TokenStream) -> TokenStream {
     match syn::parse2::<syn::ItemFn>(item.clone()) {
         Ok(function) => expand::dst_test(attr.into(), function).into(),
         Err(error) => fallback::not_a_function(item, error).into(),
+    }
+}
+
+/// Registers an `async fn` as a **chaos test**: a test on the wall clock and real tokio (real
+/// sockets, real binaries, real time), run by the `kelpie` runner as one trial named
+/// `chaos::<module>::<name>`, on a fresh OS thread with its own tokio runtime.
+///
+/// ```text
+/// #[kelpie::chaos_test]                       // no wall-clock limit
+/// async fn actors_survive_restarts() { ... }
+///
+/// #[kelpie::chaos_test(timeout = "30s", ignore)]
+/// async fn against_a_real_server() -> Result<(), MyError> { ... }
+/// ```
+///
+/// A chaos test is not deterministic and is never counted as such: it has no seeds, no fault
+/// plan and no trace hash, and a failure cannot be replayed. Write it in a `*_chaos.rs` file (the
+/// lint rejects the attribute in a `*_dst.rs` file, as it rejects `#[tokio::test]` there). The
+/// function is an `async fn` at module level without parameters, returning `()` or
+/// `Result<(), E>` with `E: Display`. Arguments: `timeout` (a duration, `"30s"`, or milliseconds:
+/// the trial fails when the test runs longer) and `ignore` (run only with `--ignored`).
+#[proc_macro_attribute]
+pub fn chaos_test(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match syn::parse2::<syn::ItemFn>(item.clone()) {
+        Ok(function) => chaos::chaos_test(attr.into(), function).into(),
+        Err(error) => {
+            let error = syn::Error::new(
+                error.span(),
+                "`#[kelpie::chaos_test]` applies to an `async fn name()`",
+            )
+            .to_compile_error();
+            quote::quote!(#error #item).into()
+        }
     }
 }

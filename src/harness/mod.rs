@@ -10,7 +10,9 @@
 //! (the module path without the crate name), so `--list`, name filters, `--exact`, `--skip`,
 //! `--test-threads`, `--ignored` and `--include-ignored` work as with libtest, and
 //! cargo-nextest runs one process per seed (`--partition` splits seeds). Every `*_dst.rs` file
-//! of the package is also a trial, `lint::<path>`, that fails on nondeterministic calls.
+//! of the package is also a trial, `lint::<path>`, that fails on nondeterministic calls. Each
+//! `#[kelpie::chaos_test]` (wall clock, real tokio) is one trial, `chaos::<module>::<test>`,
+//! outside the seed counts: see [`ChaosTest`].
 //!
 //! A failed seed's message holds the failure, the seed, the fault plan (in the attribute's
 //! syntax), how often each fault fired, the virtual time, the trace's hash and last events, and
@@ -22,6 +24,7 @@
 
 // The attribute keys live in the shared vocabulary crate, which the macro reads too.
 use kelpie_spec::attributes;
+mod chaos;
 mod env;
 mod help;
 mod line_file;
@@ -40,6 +43,7 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Conclusion, Trial};
 
 pub use attributes::{AttrKey, ATTRIBUTE_KEYS};
+pub use chaos::{registered_chaos, ChaosFuture, ChaosTest};
 pub use env::{EnvForm, EnvVar, ENV_VARS, MAX_SEEDS};
 pub use registry::{registered, DstTest, IntoTestResult, SeedSet, TestFuture, TestOptions};
 
@@ -72,6 +76,11 @@ pub fn main() -> ExitCode {
     config.nocapture = args.nocapture;
     let invocation = Arc::new(report::Invocation::current());
     let plan = plan(&config, &invocation);
+    let chaos_run = plan
+        .others
+        .iter()
+        .filter(|t| t.name().starts_with("chaos::") && runs(&args, t.probe()))
+        .count();
     if let Err(message) = refuse_an_empty_reproduction(&args, &config, &plan) {
         eprintln!("{message}");
         return ExitCode::from(USAGE_ERROR);
@@ -86,6 +95,13 @@ pub fn main() -> ExitCode {
         let _ = p.join();
     }
     let exit = conclude(&args, &session, conclusion.exit_code());
+    if chaos_run > 0 && !args.list {
+        println!(
+            "kelpie: {chaos_run} chaos test{} on the wall clock and real tokio (not deterministic: \
+             no seeds, no trace hashes)",
+            if chaos_run == 1 { "" } else { "s" }
+        );
+    }
     running::finish();
     exit
 }
@@ -179,6 +195,8 @@ fn plan(config: &env::EnvConfig, invocation: &Arc<report::Invocation>) -> Plan {
         .map(|t| t.into_trial(invocation.clone()))
         .collect();
     others.extend(lint_trials::lint_trials(&lint_trials::root(), invocation));
+    // Chaos tests (wall clock, real tokio): one trial each, never counted among the seeds.
+    others.extend(chaos::chaos_trials(invocation));
     Plan {
         seeds,
         others,

@@ -9,7 +9,7 @@
 
 mod faults;
 mod seeds;
-mod values;
+pub(crate) mod values;
 
 use proc_macro2::{TokenStream, TokenTree};
 use syn::ext::IdentExt as _;

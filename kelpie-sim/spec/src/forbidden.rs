@@ -58,6 +58,29 @@ pub struct Forbidden {
 /// The [`Forbidden::problem`] of every entry but the ones that end the process.
 pub const NONDETERMINISTIC: &str = "is not deterministic in a DST test";
 
+/// The [`Forbidden::problem`] of randomness that reads the OS directly: measured under madsim, two
+/// runs of one seed draw different values.
+pub const OS_RANDOM: &str =
+    "draws from the OS, not from the simulation: measured under madsim, two \
+                             runs of one seed draw different values (rand 0.8, getrandom 0.2)";
+
+/// The [`Forbidden::problem`] of randomness that reaches madsim's own stream: deterministic per
+/// seed, but only by accident.
+pub const GLOBAL_STREAM: &str = "is deterministic per seed only through madsim's global random \
+                                 stream (measured: rand 0.9, getrandom 0.3/0.4, uuid), so one \
+                                 extra draw anywhere in the run shifts every later value";
+
+/// The [`Forbidden::problem`] of the names rand 0.8 and 0.9 share, whose version the source does
+/// not tell.
+pub const EITHER_RANDOM: &str =
+    "draws from the OS under rand 0.8 (measured under madsim: two runs \
+                                 of one seed differ); under rand 0.9 it is deterministic per seed \
+                                 only through madsim's global random stream, so one extra draw \
+                                 anywhere shifts every later value";
+
+/// The [`Forbidden::problem`] of fastrand's global generator and `Rng::new`.
+pub const FASTRAND: &str = "is seeded from the thread and the clock, not from the run's seed";
+
 /// The [`Forbidden::problem`] of `std::process::exit` and `abort`.
 const ENDS_RUN: &str = "ends the test process before the runner's summary, so this seed and \
                         every later one go unreported";
@@ -106,6 +129,12 @@ impl Forbidden {
             problem: NONDETERMINISTIC,
             replacement,
         }
+    }
+
+    /// An entry with its own problem statement.
+    const fn with_problem(mut self, problem: &'static str) -> Self {
+        self.problem = problem;
+        self
     }
 
     /// A call that ends the process: the run stops before the runner reports anything.
@@ -157,6 +186,8 @@ const USE_SPAWN: &str = "use `env.spawn(...)`";
 const USE_SLEEP: &str = "use `env.sleep(...)`";
 const USE_NOW: &str = "use `env.now()`";
 const USE_RNG: &str = "use `env.rng()`";
+/// A wall-clock test in a `*_dst.rs` file.
+const RENAME_OR_DST: &str = "rename to `_chaos.rs` or use `#[kelpie::dst_test]`";
 
 /// The one table of APIs a DST test must not use, shared by `#[kelpie::dst_test]` and the lint.
 ///
@@ -225,7 +256,7 @@ pub const FORBIDDEN: &[Forbidden] = &[
             "Id",
         ],
         &[],
-        "the simulation is the runtime: write the test as a `#[kelpie::dst_test]` fn and use `env`",
+        "the simulation is the runtime: rename to `_chaos.rs` or use `#[kelpie::dst_test]` and its `env`",
     ),
     Forbidden::macro_(
         "tokio::select",
@@ -237,11 +268,12 @@ pub const FORBIDDEN: &[Forbidden] = &[
         false,
         "use `futures::select_biased!`, which polls branches in declaration order",
     ),
-    Forbidden::attribute(
-        "tokio::main",
-        "write the test as a `#[kelpie::dst_test]` fn",
+    // Wall-clock tests have their own files and runner: `*_chaos.rs`, `#[kelpie::chaos_test]`.
+    Forbidden::attribute("tokio::main", RENAME_OR_DST),
+    Forbidden::attribute("tokio::test", RENAME_OR_DST),
+    Forbidden::attribute("kelpie::chaos_test", RENAME_OR_DST).with_problem(
+        "runs on the wall clock and real tokio, so it does not belong in a DST file",
     ),
-    Forbidden::attribute("tokio::test", "use `#[kelpie::dst_test]`"),
     // OS threads and the wall clock.
     Forbidden::item("std::thread::spawn", USE_SPAWN),
     Forbidden::item("std::thread::scope", USE_SPAWN),
@@ -249,14 +281,25 @@ pub const FORBIDDEN: &[Forbidden] = &[
     Forbidden::item("std::thread::sleep", USE_SLEEP),
     Forbidden::item("std::time::Instant::now", USE_NOW),
     Forbidden::item("std::time::SystemTime::now", USE_NOW),
-    // Randomness from the OS.
-    Forbidden::item("rand::thread_rng", USE_RNG),
-    Forbidden::item("rand::rng", USE_RNG),
-    Forbidden::item("rand::random", USE_RNG),
-    Forbidden::prefix("rand::rngs::OsRng", &[], &[], USE_RNG),
-    Forbidden::prefix("rand::rngs::ThreadRng", &[], &[], USE_RNG),
-    Forbidden::item("rand::rngs::StdRng::from_entropy", USE_RNG),
-    Forbidden::item("rand::rngs::SmallRng::from_entropy", USE_RNG),
+    // Randomness. Which of the two cases applies is in each message; a test draws from `env.rng()`
+    // either way, a stream of its own seeded by the run's seed.
+    Forbidden::item("rand::thread_rng", USE_RNG).with_problem(EITHER_RANDOM),
+    Forbidden::item("rand::random", USE_RNG).with_problem(EITHER_RANDOM),
+    Forbidden::prefix("rand::rngs::ThreadRng", &[], &[], USE_RNG).with_problem(EITHER_RANDOM),
+    Forbidden::prefix("rand::rngs::OsRng", &[], &[], USE_RNG).with_problem(EITHER_RANDOM),
+    Forbidden::prefix("rand_core::OsRng", &[], &[], USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("rand::rngs::StdRng::from_entropy", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("rand::rngs::SmallRng::from_entropy", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("rand::SeedableRng::from_entropy", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("rand::rng", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::random_range", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::random_bool", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::random_ratio", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::random_iter", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::fill", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::rngs::StdRng::from_os_rng", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::rngs::SmallRng::from_os_rng", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::SeedableRng::from_os_rng", USE_RNG).with_problem(GLOBAL_STREAM),
     Forbidden::prefix(
         "getrandom",
         &[
@@ -267,12 +310,102 @@ pub const FORBIDDEN: &[Forbidden] = &[
             "u32",
             "u64",
         ],
-        &[],
+        &["Error"],
         USE_RNG,
+    )
+    .with_problem(GLOBAL_STREAM),
+    Forbidden::item("getrandom::getrandom", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("getrandom::getrandom_uninit", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item(
+        "uuid::Uuid::new_v4",
+        "use `uuid::Uuid::from_u64_pair(env.rng().next_u64(), env.rng().next_u64())`",
+    )
+    .with_problem(GLOBAL_STREAM),
+    Forbidden::item(
+        "fastrand::Rng::new",
+        "use `fastrand::Rng::with_seed(..)` seeded from `env.rng()`, or `env.rng()`",
+    )
+    .with_problem(FASTRAND),
+    Forbidden::prefix(
+        "fastrand",
+        &[
+            "bool",
+            "u8",
+            "u16",
+            "u32",
+            "u64",
+            "u128",
+            "usize",
+            "i8",
+            "i16",
+            "i32",
+            "i64",
+            "i128",
+            "isize",
+            "f32",
+            "f64",
+            "char",
+            "digit",
+            "alphabetic",
+            "alphanumeric",
+            "lowercase",
+            "uppercase",
+            "shuffle",
+            "choice",
+            "choose_multiple",
+            "fill",
+            "seed",
+            "get_seed",
+        ],
+        &["Rng"],
+        USE_RNG,
+    )
+    .with_problem(FASTRAND),
+    // Executors and spawners outside the simulation's scheduler.
+    Forbidden::prefix(
+        "futures::executor",
+        &[
+            "block_on",
+            "block_on_stream",
+            "ThreadPool",
+            "ThreadPoolBuilder",
+            "LocalPool",
+            "LocalSpawner",
+            "enter",
+        ],
+        &[],
+        "`.await` the future, or use `env.spawn(...)`",
     ),
+    Forbidden::item(
+        "futures::executor::block_on",
+        "`.await` the future instead: `block_on` runs it outside the simulation's scheduler",
+    ),
+    Forbidden::prefix("futures::executor::ThreadPool", &[], &[], USE_SPAWN),
+    Forbidden::prefix("tokio::task::Builder", &[], &[], USE_SPAWN),
     // Ending the process: the runner never prints its summary, so the run can look green.
     Forbidden::ends_run("std::process::exit"),
     Forbidden::ends_run("std::process::abort"),
+];
+
+/// Re-exports the scanner replaces by the path they re-export before looking the table up, so that
+/// a glob of a known prelude (`use rand::prelude::*;`) brings its forbidden names and a path
+/// through a re-export (`rand::prelude::thread_rng`) is recognised.
+pub const REEXPORTS: &[(&str, &str)] = &[
+    ("rand::prelude::thread_rng", "rand::thread_rng"),
+    ("rand::prelude::random", "rand::random"),
+    ("rand::prelude::rng", "rand::rng"),
+    ("rand::prelude::random_range", "rand::random_range"),
+    ("rand::prelude::random_bool", "rand::random_bool"),
+    ("rand::prelude::random_ratio", "rand::random_ratio"),
+    ("rand::prelude::random_iter", "rand::random_iter"),
+    ("rand::prelude::ThreadRng", "rand::rngs::ThreadRng"),
+    ("rand::prelude::StdRng", "rand::rngs::StdRng"),
+    ("rand::prelude::SmallRng", "rand::rngs::SmallRng"),
+    ("rand::prelude::SeedableRng", "rand::SeedableRng"),
+    ("rand_core::SeedableRng", "rand::SeedableRng"),
+    ("rand_core::rngs::OsRng", "rand_core::OsRng"),
+    ("futures_executor", "futures::executor"),
+    ("futures::prelude::executor", "futures::executor"),
 ];
 
 /// The most specific entry covering the absolute `path` (by segments), if any.
@@ -306,15 +439,24 @@ pub fn lookup<S: AsRef<str>>(path: &[S]) -> Option<&'static Forbidden> {
 /// or under `module::name`, or `module` is a prefix entry listing `name` among its members.
 #[cfg(feature = "syn")]
 pub(crate) fn known_member(module: &[String], name: &str) -> bool {
-    FORBIDDEN.iter().any(|entry| {
-        let under = entry.segments().count() > module.len()
-            && entry
-                .segments()
+    // The table's paths split once: this runs for every name looked up through a glob.
+    static SEGMENTED: std::sync::OnceLock<Vec<(Vec<&'static str>, &'static Forbidden)>> =
+        std::sync::OnceLock::new();
+    let segmented = SEGMENTED.get_or_init(|| {
+        FORBIDDEN
+            .iter()
+            .map(|entry| (entry.segments().collect(), entry))
+            .collect()
+    });
+    segmented.iter().any(|(segs, entry)| {
+        let under = segs.len() > module.len()
+            && segs
+                .iter()
                 .zip(module.iter().map(String::as_str).chain([name]))
-                .all(|(a, b)| a == b);
+                .all(|(a, b)| *a == b);
         let listed = match entry.matching {
             Match::Prefix { members, allowed } => {
-                entry.segments().eq(module.iter().map(String::as_str))
+                segs.iter().copied().eq(module.iter().map(String::as_str))
                     && (members.contains(&name) || allowed.contains(&name))
             }
             Match::Exact => false,

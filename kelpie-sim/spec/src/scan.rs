@@ -30,7 +30,7 @@ use syn::visit::{self, Visit};
 
 #[cfg(doc)]
 use crate::forbidden::FORBIDDEN;
-use crate::forbidden::{known_member, lookup, Kind};
+use crate::forbidden::{known_member, lookup, Kind, REEXPORTS};
 
 /// A use of a [`FORBIDDEN`] API found in source.
 #[derive(Debug, Clone)]
@@ -93,6 +93,94 @@ pub fn scan_block(block: &syn::Block) -> Vec<Violation> {
     scanner.out
 }
 
+/// An upper bound on how deep a recursive-descent parse (and a walk of the tree it builds) of
+/// `tokens` can recurse, computed without recursion, with the token where it is reached: the
+/// most, over every token, of the tokens before it since the construct of its own group began,
+/// summed over the groups enclosing it.
+///
+/// Each level of syn's recursion consumes at least one token. A `;` at a group's level ends the
+/// construct being parsed there (a statement or an item), and so does a `,` outside `<..>` and
+/// closure parameters (`|a, b|`), where a comma separates elements parsed in a loop, and a
+/// `{..}` outside `<..>` not followed by `else` (it closed an item, a block-like statement or
+/// the innermost of the prefixes before it). So the bound
+/// holds for every nesting: delimiters, `Box<Box<..>>`, `- - - x`, `return return x`,
+/// `a + b + c`, `|a, b| |c, d| ..`. A caller sizes its stack by it, or declines a file whose
+/// bound is too high, rather than let a deep file overflow the stack (which aborts the process).
+///
+/// ```
+/// let flat: proc_macro2::TokenStream = "fn f() { a(1, 2); b(); }".parse().unwrap();
+/// let deep: proc_macro2::TokenStream =
+///     format!("fn f() {{ {}1; }}", "- ".repeat(500)).parse().unwrap();
+/// assert!(kelpie_spec::scan::nesting_bound(&flat).0 < 10);
+/// assert!(kelpie_spec::scan::nesting_bound(&deep).0 > 500);
+/// ```
+pub fn nesting_bound(tokens: &TokenStream) -> (usize, Span) {
+    /// One group being walked.
+    struct Level {
+        rest: proc_macro2::token_stream::IntoIter,
+        /// The bound at the group's own token.
+        base: usize,
+        /// Tokens since the construct at this level began.
+        since: usize,
+        /// Unclosed `<` at this level (a comma inside generics separates nothing).
+        angles: usize,
+        /// A `|` seen since the construct began (a comma may separate closure parameters).
+        pipe: bool,
+        /// The previous token was a joint `-` or `=` (so a `>` is an arrow, not a closing angle).
+        arrow: bool,
+        /// The previous token was a `{..}` group outside `<..>`: unless `else` follows, it ended
+        /// the item, statement or expression it closed.
+        after_brace: bool,
+    }
+    let level = |rest, base| Level {
+        rest,
+        base,
+        since: 0,
+        angles: 0,
+        pipe: false,
+        arrow: false,
+        after_brace: false,
+    };
+    let mut stack = vec![level(tokens.clone().into_iter(), 0)];
+    let (mut max, mut at) = (0, Span::call_site());
+    while let Some(top) = stack.last_mut() {
+        let Some(tt) = top.rest.next() else {
+            stack.pop();
+            continue;
+        };
+        if std::mem::take(&mut top.after_brace)
+            && !matches!(&tt, TokenTree::Ident(ident) if ident == "else")
+        {
+            (top.since, top.pipe) = (0, false);
+        }
+        top.since += 1;
+        let score = top.base + top.since;
+        if score > max {
+            (max, at) = (score, tt.span());
+        }
+        let arrow = std::mem::take(&mut top.arrow);
+        match tt {
+            TokenTree::Punct(p) => match p.as_char() {
+                ';' => {
+                    (top.since, top.angles, top.pipe) = (0, 0, false);
+                }
+                ',' if top.angles == 0 && !top.pipe => top.since = 0,
+                '<' => top.angles += 1,
+                '>' if !arrow => top.angles = top.angles.saturating_sub(1),
+                '|' => top.pipe = true,
+                '-' | '=' => top.arrow = p.spacing() == Spacing::Joint,
+                _ => {}
+            },
+            TokenTree::Group(group) => {
+                top.after_brace = group.delimiter() == Delimiter::Brace && top.angles == 0;
+                stack.push(level(group.stream().into_iter(), score));
+            }
+            _ => {}
+        }
+    }
+    (max, at)
+}
+
 /// A path as written: `::`-rooted or not, and its identifiers.
 #[derive(Debug, Clone)]
 struct Target {
@@ -107,8 +195,9 @@ struct Frame {
     module: bool,
     /// A fn item: `let` bindings of enclosing scopes are not visible through it.
     item_boundary: bool,
-    /// Items defined in the scope (`fn spawn() {}`).
-    items: Vec<String>,
+    /// Items defined in the scope (`fn spawn() {}`), with their namespaces and whether a `#[cfg]`
+    /// gates them (a gated item is one alternative among the imports of its name, not a shadow).
+    items: Vec<(String, Ns, bool)>,
     /// `use` and `extern crate` names, with what they name.
     imports: Vec<(String, Target)>,
     /// Glob imports (`use tokio::time::*;`).
@@ -117,9 +206,34 @@ struct Frame {
     locals: Vec<String>,
 }
 
+/// A set of rustc's namespaces, as bits: an item shadows an import of its name only in the
+/// namespaces it occupies (`fn task` does not hide `use tokio::task;` for `task::spawn(..)`).
+type Ns = u8;
+/// Types, modules, traits and crates: the namespace of a path's leading segments.
+const TYPE: Ns = 1;
+/// Fns, consts, statics, unit and tuple struct constructors, `let` bindings.
+const VALUE: Ns = 2;
+/// Macros (`name!`) and attributes.
+const MACRO: Ns = 4;
+/// A single name whose namespace the syntax does not tell (`spawn` in `f(spawn)`).
+const ANY: Ns = TYPE | VALUE | MACRO;
+
+/// The most alternatives one name may resolve to before the rest are dropped: bounds the work
+/// of adversarial files (every alternative of every import in a chain multiplies).
+const MAX_ALTERNATIVES: usize = 16;
+
+/// The most name lookups one use may cost: resolution through alternatives and globs can
+/// multiply (every alternative of every import in a chain), and real files (tokio's `cfg_*!`
+/// macros full of `use`) reach that. Past the budget the name is left unresolved.
+const MAX_LOOKUPS: u32 = 4096;
+
 /// What a name or path resolves to.
 #[derive(Debug, Clone)]
 enum Res {
+    /// Several alternatives: a name imported more than once under different `cfg`s
+    /// (`#[cfg(x)] use a::test as t; #[cfg(not(x))] use tokio::test as t;`). A use is forbidden if
+    /// any alternative is.
+    Many(Vec<Res>),
     /// An absolute path outside the scanned code (an extern crate's item).
     Path(Vec<String>),
     /// A module of the scanned code, by frame index.
@@ -150,6 +264,12 @@ struct Scanner {
     /// The imports being resolved, as (frame, index, is glob): an import's own path cannot
     /// resolve through the import itself (`use tokio;`, `use getrandom::*;`).
     resolving: RefCell<Vec<(usize, usize, bool)>>,
+    /// Lookups spent on the current use, against [`MAX_LOOKUPS`].
+    lookups: std::cell::Cell<u32>,
+    /// What each import resolved to, by (frame, index, is glob, namespace): an import's meaning
+    /// depends only on its frame and the frames outside it, so an entry holds until its frame
+    /// (or one outside it) changes.
+    imports_resolved: RefCell<std::collections::HashMap<(usize, usize, bool, Ns), Res>>,
 }
 
 fn name(ident: &syn::Ident) -> String {
@@ -208,8 +328,13 @@ fn collect_use(tree: &syn::UseTree, absolute: bool, prefix: &mut Vec<String>, fr
     }
 }
 
+/// Whether `attrs` hold a `#[cfg(..)]`.
+fn has_cfg(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|attr| attr.path().is_ident("cfg"))
+}
+
 fn collect_item(item: &syn::Item, frame: &mut Frame) {
-    let ident = match item {
+    let (ident, ns, attrs) = match item {
         syn::Item::Use(u) => {
             collect_use(&u.tree, u.leading_colon.is_some(), &mut Vec::new(), frame);
             return;
@@ -227,32 +352,94 @@ fn collect_item(item: &syn::Item, frame: &mut Frame) {
         }
         syn::Item::ForeignMod(m) => {
             for item in &m.items {
+                let cfg = has_cfg(&m.attrs);
                 match item {
-                    syn::ForeignItem::Fn(f) => frame.items.push(name(&f.sig.ident)),
-                    syn::ForeignItem::Static(s) => frame.items.push(name(&s.ident)),
-                    syn::ForeignItem::Type(t) => frame.items.push(name(&t.ident)),
+                    syn::ForeignItem::Fn(f) => {
+                        frame
+                            .items
+                            .push((name(&f.sig.ident), VALUE, cfg || has_cfg(&f.attrs)));
+                    }
+                    syn::ForeignItem::Static(s) => {
+                        frame
+                            .items
+                            .push((name(&s.ident), VALUE, cfg || has_cfg(&s.attrs)));
+                    }
+                    syn::ForeignItem::Type(t) => {
+                        frame
+                            .items
+                            .push((name(&t.ident), TYPE, cfg || has_cfg(&t.attrs)));
+                    }
                     _ => {}
                 }
             }
             return;
         }
-        syn::Item::Fn(f) => &f.sig.ident,
-        syn::Item::Struct(s) => &s.ident,
-        syn::Item::Enum(e) => &e.ident,
-        syn::Item::Union(u) => &u.ident,
-        syn::Item::Const(c) => &c.ident,
-        syn::Item::Static(s) => &s.ident,
-        syn::Item::Mod(m) => &m.ident,
-        syn::Item::Trait(t) => &t.ident,
-        syn::Item::TraitAlias(t) => &t.ident,
-        syn::Item::Type(t) => &t.ident,
+        syn::Item::Fn(f) => (&f.sig.ident, VALUE, &f.attrs),
+        syn::Item::Struct(s) => {
+            // A unit or tuple struct is also a constructor in the value namespace.
+            let ns = match s.fields {
+                syn::Fields::Named(_) => TYPE,
+                _ => TYPE | VALUE,
+            };
+            (&s.ident, ns, &s.attrs)
+        }
+        syn::Item::Enum(e) => (&e.ident, TYPE, &e.attrs),
+        syn::Item::Union(u) => (&u.ident, TYPE, &u.attrs),
+        syn::Item::Const(c) => (&c.ident, VALUE, &c.attrs),
+        syn::Item::Static(s) => (&s.ident, VALUE, &s.attrs),
+        syn::Item::Mod(m) => (&m.ident, TYPE, &m.attrs),
+        syn::Item::Trait(t) => (&t.ident, TYPE, &t.attrs),
+        syn::Item::TraitAlias(t) => (&t.ident, TYPE, &t.attrs),
+        syn::Item::Type(t) => (&t.ident, TYPE, &t.attrs),
         syn::Item::Macro(m) => match &m.ident {
-            Some(ident) => ident,
-            None => return,
+            Some(ident) => (ident, MACRO, &m.attrs),
+            None => {
+                // `cfg_if! { if #[cfg(x)] { use a::b; } else { use c::b; } }`: the macro's `use`
+                // declarations import into the enclosing scope, every branch an alternative.
+                collect_macro_uses(m.mac.tokens.clone(), frame);
+                return;
+            }
         },
         _ => return,
     };
-    frame.items.push(name(ident));
+    frame.items.push((name(ident), ns, has_cfg(attrs)));
+}
+
+/// Collects the `use` declarations written anywhere in a macro's tokens (`use a::b;`, at any
+/// depth of delimiters) into `frame`, as the imports they would be once expanded.
+fn collect_macro_uses(tokens: TokenStream, frame: &mut Frame) {
+    let tts: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut i = 0;
+    while i < tts.len() {
+        match &tts[i] {
+            TokenTree::Group(group) => collect_macro_uses(group.stream(), frame),
+            TokenTree::Ident(ident) if ident == "use" => {
+                let after_dot = matches!(
+                    i.checked_sub(1).map(|j| &tts[j]),
+                    Some(TokenTree::Punct(p)) if p.as_char() == '.' || p.as_char() == '$'
+                );
+                let end = tts[i + 1..]
+                    .iter()
+                    .position(|tt| matches!(tt, TokenTree::Punct(p) if p.as_char() == ';'))
+                    .map(|n| i + 1 + n);
+                if let (false, Some(end)) = (after_dot, end) {
+                    let tree: TokenStream = tts[i..=end].iter().cloned().collect();
+                    if let Ok(item) = syn::parse2::<syn::ItemUse>(tree) {
+                        collect_use(
+                            &item.tree,
+                            item.leading_colon.is_some(),
+                            &mut Vec::new(),
+                            frame,
+                        );
+                        i = end + 1;
+                        continue;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
 }
 
 fn module_frame<'a>(items: impl IntoIterator<Item = &'a syn::Item>) -> Frame {
@@ -269,11 +456,78 @@ fn module_frame<'a>(items: impl IntoIterator<Item = &'a syn::Item>) -> Frame {
 fn block_frame(stmts: &[syn::Stmt]) -> Frame {
     let mut frame = Frame::default();
     for stmt in stmts {
-        if let syn::Stmt::Item(item) = stmt {
-            collect_item(item, &mut frame);
+        match stmt {
+            syn::Stmt::Item(item) => collect_item(item, &mut frame),
+            syn::Stmt::Macro(m) => collect_macro_uses(m.mac.tokens.clone(), &mut frame),
+            _ => {}
         }
     }
     frame
+}
+
+/// The alternatives of `res`, each an absolute path or `None` (defined locally, unknown).
+fn flatten(res: Res, out: &mut Vec<Option<Vec<String>>>) {
+    match res {
+        Res::Path(path) => out.push(Some(path)),
+        Res::Many(alternatives) => {
+            for alt in alternatives {
+                flatten(alt, out);
+            }
+        }
+        _ => out.push(None),
+    }
+}
+
+/// The absolute path that `name` stands for after `use module::*;`, when the table knows it:
+/// a member of a forbidden module (`tokio::time::*` brings `sleep`), or a name of a known prelude
+/// (`rand::prelude::*` brings `thread_rng`, which is `rand::thread_rng`).
+fn glob_member(module: &[String], name: &str) -> Option<Vec<String>> {
+    // Most globs are of crates the table does not know: skip them without walking the table.
+    if !module.first().is_some_and(|root| known_root(root)) {
+        return None;
+    }
+    let mut path = module.to_vec();
+    path.push(name.to_string());
+    if let Some(canonical) = canonical(&path) {
+        return Some(canonical);
+    }
+    known_member(module, name).then_some(path)
+}
+
+/// Whether some table entry or re-export starts with the crate `root`.
+fn known_root(root: &str) -> bool {
+    static ROOTS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots: Vec<&'static str> = forbidden_paths()
+                .chain(REEXPORTS.iter().map(|(alias, _)| *alias))
+                .filter_map(|path| path.split("::").next())
+                .collect();
+            roots.sort_unstable();
+            roots.dedup();
+            roots
+        })
+        .binary_search(&root)
+        .is_ok()
+}
+
+/// The paths of the table's entries.
+fn forbidden_paths() -> impl Iterator<Item = &'static str> {
+    crate::forbidden::FORBIDDEN.iter().map(|entry| entry.path)
+}
+
+/// `path` with a known re-export replaced by the path it re-exports (`rand::prelude::random` is
+/// `rand::random`), or `None` if it names no known re-export.
+fn canonical(path: &[String]) -> Option<Vec<String>> {
+    REEXPORTS.iter().find_map(|(alias, target)| {
+        let len = alias.split("::").count();
+        let matches = path.len() >= len && alias.split("::").zip(path).all(|(a, b)| a == b);
+        matches.then(|| {
+            let mut out: Vec<String> = target.split("::").map(str::to_string).collect();
+            out.extend_from_slice(&path[len..]);
+            out
+        })
+    })
 }
 
 fn is_path_sep(tts: &[TokenTree], i: usize) -> bool {
@@ -299,6 +553,8 @@ impl Scanner {
             out: Vec::new(),
             skip: Vec::new(),
             resolving: RefCell::new(Vec::new()),
+            lookups: std::cell::Cell::new(0),
+            imports_resolved: RefCell::new(std::collections::HashMap::new()),
         }
     }
 
@@ -313,6 +569,14 @@ impl Scanner {
         self.frames.push(frame);
         f(self);
         self.frames.pop();
+        self.forget_imports_from(self.frames.len());
+    }
+
+    /// Drops the cached resolutions of imports in frame `i` and the frames inside it.
+    fn forget_imports_from(&self, i: usize) {
+        self.imports_resolved
+            .borrow_mut()
+            .retain(|&(frame, ..), _| frame < i);
     }
 
     fn bind(&mut self, pat: &syn::Pat) {
@@ -331,8 +595,9 @@ impl Scanner {
         m.checked_sub(1).and_then(|j| self.module_of(j))
     }
 
-    /// Resolves a written path from frame `from`.
-    fn resolve(&self, target: &Target, from: usize, ctx: Ctx, depth: u8) -> Res {
+    /// Resolves a written path from frame `from`; `ns` is the namespace of its last segment
+    /// (leading segments are always looked up as types and modules).
+    fn resolve(&self, target: &Target, from: usize, ctx: Ctx, ns: Ns, depth: u8) -> Res {
         if depth > MAX_DEPTH {
             return Res::Opaque;
         }
@@ -356,21 +621,22 @@ impl Scanner {
                     module = parent;
                     segs = &segs[1..];
                 }
-                return self.join(Res::Module(module), segs, depth);
+                return self.join(Res::Module(module), segs, ns, depth);
             }
             _ => {}
         }
-        let locals = matches!(ctx, Ctx::UseSite) && rest.is_empty();
-        let head = self.resolve_name(first, from, locals, depth + 1);
+        let locals = matches!(ctx, Ctx::UseSite) && rest.is_empty() && ns & VALUE != 0;
+        let head_ns = if rest.is_empty() { ns } else { TYPE };
+        let head = self.resolve_name(first, from, locals, head_ns, depth + 1);
         match head {
             Res::Unknown if rest.is_empty() && matches!(ctx, Ctx::UseSite) => Res::Opaque,
             // Not defined in scope: an extern crate's path.
             Res::Unknown => Res::Path(target.segs.clone()),
-            head => self.join(head, rest, depth),
+            head => self.join(head, rest, ns, depth),
         }
     }
 
-    fn join(&self, head: Res, rest: &[String], depth: u8) -> Res {
+    fn join(&self, head: Res, rest: &[String], ns: Ns, depth: u8) -> Res {
         match head {
             Res::Path(mut path) => {
                 path.extend_from_slice(rest);
@@ -378,17 +644,26 @@ impl Scanner {
             }
             Res::Module(m) => match rest.split_first() {
                 None => Res::Module(m),
-                Some((name, more)) => match self.lookup_in(m, name, depth + 1) {
-                    Some(res) => self.join(res, more, depth + 1),
-                    None => Res::Opaque,
-                },
+                Some((name, more)) => {
+                    let name_ns = if more.is_empty() { ns } else { TYPE };
+                    match self.lookup_in(m, name, name_ns, depth + 1) {
+                        Some(res) => self.join(res, more, ns, depth + 1),
+                        None => Res::Opaque,
+                    }
+                }
             },
+            Res::Many(alternatives) => Res::Many(
+                alternatives
+                    .into_iter()
+                    .map(|alt| self.join(alt, rest, ns, depth + 1))
+                    .collect(),
+            ),
             other => other,
         }
     }
 
     /// Looks a name up lexically, from frame `from` outwards to the nearest module.
-    fn resolve_name(&self, name: &str, from: usize, locals: bool, depth: u8) -> Res {
+    fn resolve_name(&self, name: &str, from: usize, locals: bool, ns: Ns, depth: u8) -> Res {
         let mut locals = locals;
         let mut i = from;
         loop {
@@ -396,7 +671,7 @@ impl Scanner {
             if locals && frame.locals.iter().any(|l| l == name) {
                 return Res::Opaque;
             }
-            if let Some(res) = self.lookup_in(i, name, depth) {
+            if let Some(res) = self.lookup_in(i, name, ns, depth) {
                 return res;
             }
             if frame.item_boundary {
@@ -409,36 +684,63 @@ impl Scanner {
         }
     }
 
-    /// Looks a name up among the items and imports of frame `i` alone.
-    fn lookup_in(&self, i: usize, name: &str, depth: u8) -> Option<Res> {
-        if depth > MAX_DEPTH {
+    /// Looks a name up among the items and imports of frame `i` alone, in namespaces `ns`.
+    ///
+    /// An item not gated by `#[cfg]` in one of the namespaces shadows the imports of its name
+    /// (rustc rejects a name defined twice in one namespace, so the import then names
+    /// something else). Otherwise every import of the name, and every gated item, is an
+    /// alternative: the `cfg`s that choose between them are not evaluated.
+    fn lookup_in(&self, i: usize, name: &str, ns: Ns, depth: u8) -> Option<Res> {
+        self.lookups.set(self.lookups.get() + 1);
+        if depth > MAX_DEPTH || self.lookups.get() > MAX_LOOKUPS {
             return None;
         }
         let frame = &self.frames[i];
-        if frame.items.iter().any(|item| item == name) {
-            return Some(Res::Opaque);
+        let mut alternatives = Vec::new();
+        for (item, item_ns, gated) in &frame.items {
+            if item == name && item_ns & ns != 0 {
+                if !gated {
+                    return Some(Res::Opaque);
+                }
+                alternatives.push(Res::Opaque);
+            }
         }
         for (k, (bound, target)) in frame.imports.iter().enumerate() {
-            if bound == name {
-                if let Some(res) = self.resolve_import(target, (i, k, false), depth) {
-                    return Some(res);
+            if bound == name && alternatives.len() < MAX_ALTERNATIVES {
+                if let Some(res) = self.resolve_import(target, (i, k, false), ns, depth) {
+                    alternatives.push(res);
                 }
             }
         }
+        if alternatives.iter().any(|alt| !matches!(alt, Res::Opaque)) || alternatives.len() > 1 {
+            return Some(Self::many(alternatives));
+        }
+        if let Some(alt) = alternatives.pop() {
+            return Some(alt);
+        }
         for (k, glob) in frame.globs.iter().enumerate() {
             match self
-                .resolve_import(glob, (i, k, true), depth)
+                .resolve_import(glob, (i, k, true), TYPE, depth)
                 .unwrap_or(Res::Opaque)
             {
                 Res::Module(m) if m != i => {
-                    if let Some(res) = self.lookup_in(m, name, depth + 1) {
+                    if let Some(res) = self.lookup_in(m, name, ns, depth + 1) {
                         return Some(res);
                     }
                 }
-                Res::Path(module) if known_member(&module, name) => {
-                    let mut path = module;
-                    path.push(name.to_string());
-                    return Some(Res::Path(path));
+                Res::Path(module) => {
+                    if let Some(path) = glob_member(&module, name) {
+                        return Some(Res::Path(path));
+                    }
+                }
+                Res::Many(modules) => {
+                    for module in modules {
+                        if let Res::Path(module) = module {
+                            if let Some(path) = glob_member(&module, name) {
+                                return Some(Res::Path(path));
+                            }
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -446,36 +748,79 @@ impl Scanner {
         None
     }
 
+    /// One result for a list of alternatives.
+    fn many(mut alternatives: Vec<Res>) -> Res {
+        if alternatives.len() == 1 {
+            alternatives.pop().unwrap_or(Res::Opaque)
+        } else {
+            Res::Many(alternatives)
+        }
+    }
+
     /// Resolves the path of import `key`, unless it is already being resolved.
-    fn resolve_import(&self, target: &Target, key: (usize, usize, bool), depth: u8) -> Option<Res> {
+    fn resolve_import(
+        &self,
+        target: &Target,
+        key: (usize, usize, bool),
+        ns: Ns,
+        depth: u8,
+    ) -> Option<Res> {
+        let cache_key = (key.0, key.1, key.2, ns);
+        if let Some(res) = self.imports_resolved.borrow().get(&cache_key) {
+            return Some(res.clone());
+        }
         if self.resolving.borrow().contains(&key) {
             return None;
         }
         self.resolving.borrow_mut().push(key);
-        let res = self.resolve(target, key.0, Ctx::Import, depth + 1);
+        let res = self.resolve(target, key.0, Ctx::Import, ns, depth + 1);
         self.resolving.borrow_mut().pop();
+        // Only a resolution that no cycle cut short and no budget ran out on is kept.
+        if self.resolving.borrow().is_empty() && self.lookups.get() <= MAX_LOOKUPS {
+            self.imports_resolved
+                .borrow_mut()
+                .insert(cache_key, res.clone());
+        }
         Some(res)
     }
 
-    /// Checks one written path; `mac` is the body when the path is a macro's.
-    fn check(&mut self, written: Target, first: Span, last: Span, mac: Option<&TokenStream>) {
+    /// Checks one written path; `mac` is the body when the path is a macro's, `ns` the namespace
+    /// its last segment is looked up in.
+    fn check(
+        &mut self,
+        written: Target,
+        (first, last): (Span, Span),
+        ns: Ns,
+        mac: Option<&TokenStream>,
+    ) {
         if written.segs.is_empty() || self.frames.is_empty() {
             return;
         }
         let from = self.frames.len() - 1;
-        let Res::Path(path) = self.resolve(&written, from, Ctx::UseSite, 0) else {
+        self.lookups.set(0);
+        let res = self.resolve(&written, from, Ctx::UseSite, ns, 0);
+        let mut paths = Vec::new();
+        flatten(res, &mut paths);
+        paths.dedup();
+        let alternatives = paths.len();
+        // The first alternative that is forbidden: with `cfg`s unevaluated, any may be compiled.
+        let Some((path, entry)) = paths.into_iter().flatten().find_map(|path| {
+            let path = canonical(&path).unwrap_or(path);
+            let entry = lookup(&path)?;
+            let biased = matches!(entry.kind, Kind::Macro { biased_ok: true })
+                && mac.is_some_and(starts_biased);
+            (!biased).then_some((path, entry))
+        }) else {
             return;
         };
-        let Some(entry) = lookup(&path) else {
-            return;
-        };
-        if let Kind::Macro { biased_ok: true } = entry.kind {
-            if mac.is_some_and(starts_biased) {
-                return;
-            }
-        }
         let resolved = path.join("::");
-        let message = entry.message(&resolved, &written.segs.join("::"));
+        let mut message = entry.message(&resolved, &written.segs.join("::"));
+        if alternatives > 1 {
+            message.push_str(&format!(
+                " (`{}` is imported {alternatives} ways under different `cfg`s; this is one)",
+                written.segs[0]
+            ));
+        }
         self.out.push(Violation {
             span: first.join(last).unwrap_or(first),
             end: last,
@@ -484,7 +829,7 @@ impl Scanner {
         });
     }
 
-    fn check_path(&mut self, path: &syn::Path, mac: Option<&TokenStream>) {
+    fn check_path(&mut self, path: &syn::Path, ns: Ns, mac: Option<&TokenStream>) {
         if self.skip.contains(&(path as *const syn::Path)) {
             return;
         }
@@ -500,7 +845,7 @@ impl Scanner {
             absolute: path.leading_colon.is_some(),
             segs: path.segments.iter().map(|s| name(&s.ident)).collect(),
         };
-        self.check(written, first, last_seg.ident.span(), mac);
+        self.check(written, (first, last_seg.ident.span()), ns, mac);
     }
 
     /// Scans a macro's body: as comma-separated expressions, else as statements, else token by
@@ -522,9 +867,11 @@ impl Scanner {
         }
     }
 
-    /// Finds paths in raw tokens: every `a::b` or `::a` sequence, and a single name directly
-    /// called or invoked (`go(..)`, `select! {..}`), but not a name after `.`, `$`, `'`, `::`, `fn`
-    /// or `mod`.
+    /// Finds paths in raw tokens, wherever a path can be written: every `a::b` or `::a` sequence
+    /// (after `:` in a struct-like body, after `=>` or `->`, inside `<T as Trait>`), and a single
+    /// name directly called or invoked (`go(..)`, `select! {..}`), but not a name after `.`, `$`,
+    /// `'`, `::`, `fn` or `mod`, nor the item of `<T as Trait>::item` (relative to `T`). A `use`
+    /// declaration among the tokens imports into the current scope, from there on.
     fn scan_tokens(&mut self, tokens: TokenStream) {
         let tts: Vec<TokenTree> = tokens.into_iter().collect();
         let mut i = 0;
@@ -535,12 +882,32 @@ impl Scanner {
                 continue;
             }
             let prev = i.checked_sub(1).map(|j| &tts[j]);
+            if let TokenTree::Ident(ident) = &tts[i] {
+                if ident == "use"
+                    && !matches!(prev, Some(TokenTree::Punct(p)) if matches!(p.as_char(), '.' | '$'))
+                {
+                    if let Some(end) = self.token_use(&tts[i..]) {
+                        i += end;
+                        continue;
+                    }
+                }
+            }
+            // A `>` closing generics (`Vec::<u8>::new`, `<T as Trait>::f`) continues a path; the
+            // `>` of `=>` and `->` does not.
+            let arrow = |k: usize| {
+                matches!((k.checked_sub(1).map(|j| &tts[j]), tts.get(k)),
+                    (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
+                        if matches!(a.as_char(), '=' | '-') && a.spacing() == Spacing::Joint && b.as_char() == '>')
+            };
+            let after_colons = i >= 2 && is_path_sep(&tts, i - 2);
             let leading = is_path_sep(&tts, i)
                 && matches!(tts.get(i + 2), Some(TokenTree::Ident(_)))
                 && !matches!(prev, Some(TokenTree::Ident(_)))
-                && !matches!(prev, Some(TokenTree::Punct(p)) if matches!(p.as_char(), '>' | '$'));
+                && !matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '$')
+                && !matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '>' && !arrow(i - 1));
             let starts_name = matches!(tts[i], TokenTree::Ident(_))
-                && !matches!(prev, Some(TokenTree::Punct(p)) if matches!(p.as_char(), '.' | '$' | '\'' | ':'))
+                && !after_colons
+                && !matches!(prev, Some(TokenTree::Punct(p)) if matches!(p.as_char(), '.' | '$' | '\''))
                 && !matches!(prev, Some(TokenTree::Ident(kw)) if kw == "fn" || kw == "mod");
             if !leading && !starts_name {
                 i += 1;
@@ -568,17 +935,35 @@ impl Scanner {
                 }
                 _ => None,
             };
-            let called = mac.is_some()
-                || matches!(tts.get(j), Some(TokenTree::Group(args)) if args.delimiter() == Delimiter::Parenthesis);
-            if leading || segs.len() > 1 || called {
+            let called = matches!(tts.get(j), Some(TokenTree::Group(args)) if args.delimiter() == Delimiter::Parenthesis);
+            if leading || segs.len() > 1 || called || mac.is_some() {
                 let written = Target {
                     absolute: leading,
                     segs,
                 };
-                self.check(written, first_span, last_span, mac.as_ref());
+                let ns = if mac.is_some() { MACRO } else { ANY };
+                self.check(written, (first_span, last_span), ns, mac.as_ref());
             }
-            i = j;
+            i = j.max(i + 1);
         }
+    }
+
+    /// A `use` declaration at the start of `tts`: imports it into the innermost scope and returns
+    /// how many tokens it spans, or `None` if the tokens are not one.
+    fn token_use(&mut self, tts: &[TokenTree]) -> Option<usize> {
+        let end = tts
+            .iter()
+            .position(|tt| matches!(tt, TokenTree::Punct(p) if p.as_char() == ';'))?;
+        let item: syn::ItemUse = syn::parse2(tts[..=end].iter().cloned().collect()).ok()?;
+        self.forget_imports_from(self.frames.len().saturating_sub(1));
+        let frame = self.frames.last_mut()?;
+        collect_use(
+            &item.tree,
+            item.leading_colon.is_some(),
+            &mut Vec::new(),
+            frame,
+        );
+        Some(end + 1)
     }
 }
 
@@ -716,13 +1101,35 @@ impl<'ast> Visit<'ast> for Scanner {
     }
 
     fn visit_path(&mut self, path: &'ast syn::Path) {
-        self.check_path(path, None);
+        self.check_path(path, ANY, None);
         visit::visit_path(self, path);
     }
 
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-        self.check_path(&mac.path, Some(&mac.tokens));
+        self.check_path(&mac.path, MACRO, Some(&mac.tokens));
         self.scan_macro_body(&mac.tokens);
+    }
+
+    // Syntax syn keeps as raw tokens (newer or unstable forms): scanned token by token.
+    fn visit_expr(&mut self, expr: &'ast syn::Expr) {
+        match expr {
+            syn::Expr::Verbatim(tokens) => self.scan_tokens(tokens.clone()),
+            _ => visit::visit_expr(self, expr),
+        }
+    }
+
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        match item {
+            syn::Item::Verbatim(tokens) => self.scan_tokens(tokens.clone()),
+            _ => visit::visit_item(self, item),
+        }
+    }
+
+    fn visit_type(&mut self, ty: &'ast syn::Type) {
+        match ty {
+            syn::Type::Verbatim(tokens) => self.scan_tokens(tokens.clone()),
+            _ => visit::visit_type(self, ty),
+        }
     }
 
     fn visit_meta_list(&mut self, list: &'ast syn::MetaList) {
@@ -1000,7 +1407,21 @@ mod tests {
         );
         assert_eq!(
             messages(source)[0],
-            "`#[tokio::test]` is not deterministic in a DST test: use `#[kelpie::dst_test]`"
+            "`#[tokio::test]` is not deterministic in a DST test: rename to `_chaos.rs` or use \
+             `#[kelpie::dst_test]`"
+        );
+        assert_eq!(
+            messages("#[kelpie::chaos_test]\nasync fn t() {}\n"),
+            [
+                "`#[kelpie::chaos_test]` runs on the wall clock and real tokio, so it does not \
+              belong in a DST file: rename to `_chaos.rs` or use `#[kelpie::dst_test]`"
+            ]
+        );
+        assert_eq!(
+            messages("fn main() { tokio::runtime::Builder::new_multi_thread().build(); }")[0],
+            "`tokio::runtime::Builder::new_multi_thread` is not deterministic in a DST test: the \
+             simulation is the runtime: rename to `_chaos.rs` or use `#[kelpie::dst_test]` and \
+             its `env`"
         );
     }
 
@@ -1299,5 +1720,209 @@ fn t(env: &Env, x: &X) {
         );
         // A local `exit` is not the process's.
         assert_eq!(hits("fn exit(_: i32) {}\nfn t() { exit(0); }\n"), vec![]);
+    }
+
+    #[test]
+    fn every_cfg_alternative_of_an_import_is_a_candidate() {
+        let source =
+            "#[cfg(madsim)]\nuse madsim::test as t;\n#[cfg(not(madsim))]\nuse tokio::test as t;\n\
+                      #[t]\nasync fn a() {}\n\
+                      #[cfg(x)]\nfn go() {}\n#[cfg(not(x))]\nuse std::thread::spawn as go;\n\
+                      fn b() { go(f); }\n";
+        assert_eq!(
+            hits(source),
+            vec![hit(5, 3, "tokio::test"), hit(11, 10, "std::thread::spawn")]
+        );
+        assert_eq!(
+            messages(source)[0],
+            "`#[tokio::test]` (written `t`) is not deterministic in a DST test: rename to \
+             `_chaos.rs` or use `#[kelpie::dst_test]` (`t` is imported 2 ways under different \
+             `cfg`s; this is one)"
+        );
+        // Two alternatives that are both deterministic: nothing.
+        let source = "#[cfg(a)]\nuse madsim::task as t;\n#[cfg(not(a))]\nuse crate::shim as t;\n\
+                      fn c() { t::spawn(f); }\n";
+        assert_eq!(hits(source), vec![]);
+    }
+
+    #[test]
+    fn items_shadow_imports_only_in_their_own_namespace() {
+        let source = "use tokio::task;\nuse tokio::time;\n\
+                      async fn task(x: u8) {}\nconst time: u8 = 0;\n\
+                      fn t() { task::spawn(f); let s = time::Instant::now(); task(1); }\n";
+        assert_eq!(
+            hits(source),
+            vec![
+                hit(5, 10, "tokio::task::spawn"),
+                hit(5, 34, "tokio::time::Instant::now")
+            ]
+        );
+        // A module or type of the same name does hide it, and so does a local macro.
+        let source = "use tokio::task;\nmod task { pub fn spawn() {} }\n\
+                      use tokio::select;\nmacro_rules! select { () => {} }\n\
+                      fn t() { task::spawn(); select!(); }\n";
+        assert_eq!(hits(source), vec![]);
+        // A `fn select` does not hide `select!`; a `let` does not hide a module.
+        let source = "use tokio::{select, time};\nfn select() {}\n\
+                      fn t() { let time = 1; select! { _ = a => {} } time::sleep(d); }\n";
+        assert_eq!(
+            hits(source),
+            vec![
+                hit(3, 24, "tokio::select"),
+                hit(3, 48, "tokio::time::sleep")
+            ]
+        );
+    }
+
+    #[test]
+    fn globs_of_known_preludes_bring_their_forbidden_names() {
+        let source = "use rand::prelude::*;\nfn t() {\n\
+                      let mut r = thread_rng();\nlet x: u8 = random();\nlet y = rng();\n\
+                      let z = random_range(0..3);\nlet s = StdRng::from_entropy();\n\
+                      let o = SmallRng::from_os_rng();\nlet k = StdRng::seed_from_u64(7);\n}\n";
+        assert_eq!(
+            hits(source),
+            vec![
+                hit(3, 13, "rand::thread_rng"),
+                hit(4, 13, "rand::random"),
+                hit(5, 9, "rand::rng"),
+                hit(6, 9, "rand::random_range"),
+                hit(7, 9, "rand::rngs::StdRng::from_entropy"),
+                hit(8, 9, "rand::rngs::SmallRng::from_os_rng"),
+            ]
+        );
+        // The path through the prelude, written out, is the same API.
+        assert_eq!(
+            hits("fn t() { rand::prelude::thread_rng(); }"),
+            vec![hit(1, 10, "rand::thread_rng")]
+        );
+    }
+
+    #[test]
+    fn macro_bodies_are_scanned_for_paths_wherever_they_occur() {
+        let source = "use std::time::Instant;\n\
+                      fn t() {\n\
+                      config! { started: Instant::now(), clock: ::std::time::SystemTime::now() }\n\
+                      tokio::select! { biased; v = rx.recv() => ::tokio::spawn(f), _ = x => std::thread::sleep(d) }\n\
+                      mk!(<tokio::time::Instant as Clone>::clone(&i), <T as Spawn>::spawn());\n\
+                      arms!(x => tokio::task::spawn(f), y -> tokio::runtime::Handle);\n\
+                      }\n";
+        assert_eq!(
+            hits(source),
+            vec![
+                hit(3, 20, "std::time::Instant::now"),
+                hit(3, 43, "std::time::SystemTime::now"),
+                hit(4, 43, "tokio::spawn"),
+                hit(4, 71, "std::thread::sleep"),
+                hit(5, 6, "tokio::time::Instant"),
+                hit(6, 12, "tokio::task::spawn"),
+                hit(6, 40, "tokio::runtime::Handle"),
+            ]
+        );
+    }
+
+    #[test]
+    fn uses_inside_macro_calls_apply_to_the_rest_of_the_scope() {
+        let source = "cfg_if::cfg_if! {\nif #[cfg(x)] {\nuse madsim::time::sleep;\n} else {\n\
+                      use tokio::time::sleep;\n}\n}\n\
+                      fn t() { sleep(d); }\n\
+                      fn u() {\nmy_macro! { use std::thread as th; => th::spawn(f) }\nth::sleep(d);\n}\n";
+        assert_eq!(
+            hits(source),
+            vec![
+                hit(8, 10, "tokio::time::sleep"),
+                hit(10, 39, "std::thread::spawn"),
+                hit(11, 1, "std::thread::sleep"),
+            ]
+        );
+    }
+
+    #[test]
+    fn randomness_messages_say_which_case_applies() {
+        let source = "fn t() {\nrand::thread_rng();\nrand::rng();\ngetrandom::getrandom(&mut b);\n\
+                      getrandom::fill(&mut b);\nuuid::Uuid::new_v4();\nfastrand::u32(..);\n\
+                      fastrand::Rng::with_seed(7);\nrand::rngs::OsRng;\n}\n";
+        let found = messages(source);
+        assert_eq!(found.len(), 7, "{found:#?}");
+        assert!(found[0].contains("under rand 0.8") && found[0].ends_with("use `env.rng()`"));
+        assert!(found[1].starts_with("`rand::rng` is deterministic per seed only through madsim's"));
+        assert!(
+            found[2].starts_with("`getrandom::getrandom` draws from the OS"),
+            "{}",
+            found[2]
+        );
+        assert!(found[3].starts_with("`getrandom::fill` is deterministic per seed only through"));
+        assert!(found[4].contains("one extra draw anywhere") && found[4].contains("env.rng()"));
+        assert!(found[5].starts_with("`fastrand::u32` is seeded from the thread and the clock"));
+        assert!(found[6].starts_with("`rand::rngs::OsRng` draws from the OS under rand 0.8"));
+    }
+
+    #[test]
+    fn executors_and_spawners_are_flagged_with_their_replacement() {
+        let source = "use futures::executor::{block_on, ThreadPool};\nuse std::thread;\n\
+                      fn t() {\nblock_on(f);\nlet p = ThreadPool::new();\n\
+                      tokio::task::Builder::new().name(\"x\").spawn(f);\n\
+                      thread::Builder::new().spawn(f);\nfutures::executor::LocalPool::new();\n\
+                      futures::future::ready(1);\n}\n";
+        assert_eq!(
+            hits(source),
+            vec![
+                hit(4, 1, "futures::executor::block_on"),
+                hit(5, 9, "futures::executor::ThreadPool::new"),
+                hit(6, 1, "tokio::task::Builder::new"),
+                hit(7, 1, "std::thread::Builder::new"),
+                hit(8, 1, "futures::executor::LocalPool::new"),
+            ]
+        );
+        let found = messages(source);
+        assert!(found[0].ends_with(
+            "`.await` the future instead: `block_on` runs it outside the simulation's scheduler"
+        ));
+        assert!(found[2].ends_with("use `env.spawn(...)`"));
+    }
+
+    #[test]
+    fn clean_code_naming_the_same_words_gets_nothing() {
+        let source = r#"
+use tokio::sync::{mpsc, Mutex};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus as X;
+fn spawn<F>(f: F) {}
+fn t(env: &Env) {
+    // tokio::spawn(f); rand::thread_rng(); futures::executor::block_on(f)
+    let s = "tokio::task::Builder::new().spawn(f) std::thread::Builder";
+    tokio::join!(a, b);
+    tokio::try_join!(a, b);
+    spawn(async {});
+    let r = X::seed_from_u64(env.rng().next_u64());
+    let mut rng = env.rng();
+    let v: u8 = rng.gen_range(0..3);
+    tokio::select! { biased; _ = a => {} }
+    m! { field: tokio::sync::Mutex<u8>, x => tokio::sync::oneshot::channel() }
+    let u = uuid::Uuid::from_u64_pair(1, 2);
+    fastrand::Rng::with_seed(3).u32(..);
+}
+"#;
+        assert_eq!(hits(source), vec![]);
+    }
+
+    #[test]
+    fn resolution_through_many_alternatives_and_globs_is_bounded() {
+        // 12 names, each imported 12 ways (under cfgs) through the next, plus globs of each
+        // other: without a budget the lookups multiply past 12^8.
+        let mut source = String::new();
+        for i in 0..12 {
+            for j in 0..12 {
+                source.push_str(&format!(
+                    "#[cfg(c{j})] use self::n{}::m{j} as n{i};\n",
+                    (i + 1) % 12
+                ));
+            }
+            source.push_str(&format!("use self::n{i}::*;\n"));
+        }
+        source.push_str("#[cfg(z)] use tokio::spawn as n0;\nfn t() { n0(f); n5::x(); q(); }\n");
+        let found = hits(&source);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].2, "tokio::spawn");
     }
 }
