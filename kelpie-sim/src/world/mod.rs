@@ -13,6 +13,7 @@
 //! - [`storage`]: storage operations and what each storage fault does to them;
 //! - [`messaging`]: sending, the delivery pump;
 //! - [`spawn`]: a test's tasks on their node;
+//! - [`sockets`]: the nodes' addresses and links in madsim's network (`tokio::net` sockets);
 //! - [`end`]: the end of a run (reaping tasks, the facts for its report).
 //!
 //! The handles in `env/` call these methods; they never touch the state themselves.
@@ -24,6 +25,7 @@ mod lifecycle;
 mod messaging;
 pub(crate) mod net;
 pub(crate) mod nodes;
+mod sockets;
 mod spawn;
 mod storage;
 pub(crate) mod tasks;
@@ -106,6 +108,10 @@ pub(crate) struct World {
     /// Bit `op` is set if a declared fault applies to operation `op` (faults are never added
     /// during a run, so a clear bit means none can fire: no lock needed to know it).
     fault_ops: u32,
+    /// madsim's network simulator (the `tokio::net` sockets of madsim-tokio), driven from our
+    /// partitions ([`sockets`]), and the madsim id of the supervisor's node.
+    netsim: Arc<madsim::net::NetSim>,
+    main_madsim: madsim::task::NodeId,
     /// A node of our own that is never killed, for message delivery and delayed fault actions;
     /// created on first use, so runs that need neither pay nothing for it.
     sys: OnceLock<madsim::runtime::NodeHandle>,
@@ -138,12 +144,17 @@ impl World {
         };
         let handle = madsim::runtime::Handle::current();
         let time = madsim::time::TimeHandle::current();
+        let netsim = madsim::net::NetSim::current();
+        let main_madsim = madsim::plugin::node();
+        sockets::init_network(&netsim, main_madsim, &config);
         let ticks = state.faults.any_for(OpKind::Tick);
         let fault_ops = OP_TABLE
             .iter()
             .filter(|(_, op)| state.faults.any_for(*op))
             .fold(0, |bits, (_, op)| bits | 1 << *op as u32);
         Arc::new(World {
+            netsim,
+            main_madsim,
             sys: OnceLock::new(),
             seed,
             plan,
