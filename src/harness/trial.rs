@@ -53,10 +53,12 @@ pub(crate) fn trial_name(test: &DstTest, seed: u64) -> String {
 }
 
 /// Every (test, seed) to run, in test order then seed order. `KELPIE_SEED` selects one seed of
-/// every test; otherwise `KELPIE_SEEDS` replaces every test's seeds.
+/// every test, canaries included (a canary's `reproduce:` line names its failing seed's trial);
+/// otherwise `KELPIE_SEEDS` replaces every test's seeds and canaries run as one trial each.
 pub(crate) fn seed_trials(tests: &[&'static DstTest], env: &EnvConfig) -> Vec<SeedTrial> {
     let mut trials = Vec::new();
-    for &test in tests.iter().filter(|t| !t.options.canary) {
+    let reproducing = env.seed.is_some();
+    for &test in tests.iter().filter(|t| reproducing || !t.options.canary) {
         let seeds = selected_seeds(test, env);
         let check = if test.options.check_determinism {
             Check::Declared
@@ -522,7 +524,10 @@ impl SeedTrial {
                     session.record(self.test, &facts.faults, &facts.sometimes);
                     session.record_trace_hash(&self.name, facts.trace.hash);
                 }
-                if execution.seed_failed && !self.regression && self.schedule.is_none() {
+                // A canary's seed (run to reproduce it) fails by design: not a regression.
+                let expected = self.test.options.canary;
+                if execution.seed_failed && !self.regression && !expected && self.schedule.is_none()
+                {
                     session.record_failure(self.test, self.seed);
                 }
             }

@@ -306,12 +306,19 @@ impl World {
         after: Duration,
         action: impl FnOnce(&World) + Send + 'static,
     ) {
-        let site = Location::caller();
         let w = self.clone();
-        let task = self.sys().spawn(async move {
+        self.spawn_sys(async move {
             madsim::time::sleep(after).await;
             action(&w);
         });
+    }
+
+    /// Spawns a task of our own on the system node (unaffected by kills), tracked for the end
+    /// of the run.
+    #[track_caller]
+    pub(crate) fn spawn_sys(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let site = Location::caller();
+        let task = self.sys().spawn(task);
         self.lock().tasks.track(&task, None, site);
     }
 

@@ -102,6 +102,9 @@ pub(crate) struct World {
     time_start: Duration,
     /// Whether node, clock or partition faults are declared (else `catch_up` has nothing to do).
     ticks: bool,
+    /// Whether one of them can fire (with a probability above 0, or replayed by a schedule):
+    /// then a ticker of our own processes the ticks on time.
+    ticker: bool,
     /// `State::next_tick` in nanoseconds, readable without the lock (`catch_up` runs before
     /// every operation and is nearly always early).
     next_tick_ns: AtomicU64,
@@ -128,6 +131,11 @@ impl World {
         schedule: Option<FaultSchedule>,
     ) -> Arc<World> {
         let seed = config.seed;
+        // The ticker runs only if a tick could fire: a fault with probability 0 changes no trace.
+        let ticker = schedule.is_some()
+            || plan
+                .iter()
+                .any(|f| f.probability() > 0.0 && f.kind().ops().contains(&OpKind::Tick));
         let mut faults = FaultInjector::new(seed, &plan);
         faults.set_schedule(schedule);
         let state = State {
@@ -152,7 +160,7 @@ impl World {
             .iter()
             .filter(|(_, op)| state.faults.any_for(*op))
             .fold(0, |bits, (_, op)| bits | 1 << *op as u32);
-        Arc::new(World {
+        let world = Arc::new(World {
             netsim,
             main_madsim,
             sys: OnceLock::new(),
@@ -162,13 +170,16 @@ impl World {
             time_start: time.elapsed(),
             time,
             ticks,
+            ticker,
             fault_ops,
             next_tick_ns: AtomicU64::new(nanos(config.fault_tick)),
             abort: AtomicBool::new(false),
             user_rng: RngHandle::new(SimRng::stream(seed, "env", 0)),
             state: Mutex::new(state),
             config,
-        })
+        });
+        world.start_ticker();
+        world
     }
 
     /// The run's root seed.

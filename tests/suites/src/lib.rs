@@ -20,6 +20,7 @@ mod migration_dst;
 mod network_dst;
 mod registry_dst;
 mod storage_dst;
+mod tokio_kv_dst;
 mod wal_dst;
 
 mod support;
