@@ -81,7 +81,10 @@ fn every_node_has_an_address_that_tokio_sockets_bind_and_connect_to() {
             assert_eq!(env.node_ip(n2.node()), n2.ip());
             env.sleep(ms(10)).await;
             // The supervisor to a node, and a node to another.
-            assert_eq!(ask(&env, n1.node(), "hi", ms(500)).await, Ok("n1:hi".into()));
+            assert_eq!(
+                ask(&env, n1.node(), "hi", ms(500)).await,
+                Ok("n1:hi".into())
+            );
             let from_n2 = n2.spawn({
                 let n2 = n2.clone();
                 let to = n1.node();
@@ -125,7 +128,8 @@ fn tasks_spawned_in_init_die_with_a_kill_stop_with_a_pause_and_restart_with_init
 
             env.pause(n);
             let at_pause = ticks.load(Ordering::SeqCst);
-            env.sleep(ms(50)).await;
+            let r = ask(&env, n, "paused", ms(50)).await;
+            assert_eq!(r, Err("timed out".to_string()), "a paused node answered");
             assert_eq!(ticks.load(Ordering::SeqCst), at_pause, "paused: not polled");
             env.resume(n);
             env.sleep(ms(20)).await;
@@ -133,7 +137,10 @@ fn tasks_spawned_in_init_die_with_a_kill_stop_with_a_pause_and_restart_with_init
 
             env.kill(n);
             let at_kill = ticks.load(Ordering::SeqCst);
-            assert!(ask(&env, n, "x", ms(200)).await.is_err(), "a killed node answers");
+            assert!(
+                ask(&env, n, "x", ms(200)).await.is_err(),
+                "a killed node answers"
+            );
             assert_eq!(ticks.load(Ordering::SeqCst), at_kill, "killed: task gone");
 
             // The restart re-runs init: a second boot, ticking again, the port bound again.
@@ -141,7 +148,10 @@ fn tasks_spawned_in_init_die_with_a_kill_stop_with_a_pause_and_restart_with_init
             env.sleep(ms(20)).await;
             assert_eq!(boots.load(Ordering::SeqCst), 2);
             assert!(ticks.load(Ordering::SeqCst) > at_kill);
-            assert_eq!(ask(&env, n, "back", ms(500)).await, Ok("counter:back".into()));
+            assert_eq!(
+                ask(&env, n, "back", ms(500)).await,
+                Ok("counter:back".into())
+            );
         })
         .unwrap();
 }
@@ -198,7 +208,9 @@ fn a_cut_link_drops_datagrams_one_way_only() {
                 .build()
                 .node();
             env.sleep(ms(10)).await;
-            let sock = UdpSocket::bind(SocketAddr::new(env.ip(), PORT)).await.unwrap();
+            let sock = UdpSocket::bind(SocketAddr::new(env.ip(), PORT))
+                .await
+                .unwrap();
             let to = SocketAddr::new(env.node_ip(n1), PORT);
             let mut buf = [0u8; 16];
             sock.send_to(to, b"a").await.unwrap();
@@ -218,7 +230,11 @@ fn a_cut_link_drops_datagrams_one_way_only() {
             env.network().partition_one_way(NodeId::MAIN, n1);
             sock.send_to(to, b"c").await.unwrap();
             env.sleep(ms(100)).await;
-            assert_eq!(got.load(Ordering::SeqCst), 2, "a datagram crossed a cut link");
+            assert_eq!(
+                got.load(Ordering::SeqCst),
+                2,
+                "a datagram crossed a cut link"
+            );
         })
         .unwrap();
 }
@@ -265,4 +281,128 @@ fn nodes_are_freed_at_the_end_of_a_run_even_if_their_init_holds_an_env() {
     }
     assert_eq!(alive.load(Ordering::SeqCst), 0, "init closures leaked");
     assert!(worlds.iter().all(|w| w.upgrade().is_none()));
+}
+
+#[test]
+fn node_faults_are_decided_on_virtual_time_even_if_the_code_never_calls_kelpie() {
+    let sim = Simulation::new(SimConfig::with_seed(5)).with_fault(kelpie_sim::FaultSpec::new(
+        kelpie_sim::FaultKind::NodeCrash,
+        0.05,
+    ));
+    let report = sim
+        .run(|env| async move {
+            let boots = Arc::new(AtomicU32::new(0));
+            let ticks = Arc::new(AtomicU32::new(0));
+            counting_node(&env, boots.clone(), ticks).node();
+            // Only madsim (tokio) timers from here on: no call into Kelpie.
+            madsim::time::sleep(Duration::from_secs(2)).await;
+            boots.load(Ordering::SeqCst)
+        })
+        .unwrap();
+    let stats = report.faults.clone();
+    let crash = kelpie_sim::FaultKind::NodeCrash;
+    // Considered at every tick (10 ms) while the node was up: dozens of times in 2 s.
+    assert!(stats.considered(crash) >= 50, "{stats:?}");
+    assert!(stats.fired(crash) > 0, "{stats:?}");
+    assert!(report.output > 1, "the crashed node's init ran again");
+}
+
+#[test]
+fn clock_faults_shift_the_nodes_local_time_not_tokio_time() {
+    Simulation::new(SimConfig::with_seed(6))
+        .run(|env| async move {
+            let n1 = env.create_node("n1").build();
+            n1.set_clock_offset(Duration::from_secs(5), true);
+            let on_node = n1
+                .spawn(async { (madsim::time::Instant::now(), std::time::SystemTime::now()) })
+                .await
+                .unwrap();
+            let here = (madsim::time::Instant::now(), std::time::SystemTime::now());
+            // One clock for every node (madsim adds a few nanoseconds per step): the skewed
+            // node's tokio/std clocks are not 5 s ahead.
+            let gap = here.0.duration_since(on_node.0);
+            assert!(gap < Duration::from_micros(1), "{gap:?}");
+            let gap = here.1.duration_since(on_node.1).unwrap();
+            assert!(gap < Duration::from_micros(1), "{gap:?}");
+            assert_eq!(n1.local_time(), env.local_time() + Duration::from_secs(5));
+        })
+        .unwrap();
+}
+
+/// A socket workload under node and partition faults: two nodes' echo servers, the supervisor
+/// asking each in turn; each reply (or failure) is traced by the test, so that the trace
+/// reflects what the sockets did.
+async fn socket_workload(env: SimEnv) {
+    let nodes: Vec<NodeId> = (0..2)
+        .map(|i| {
+            env.create_node(format!("s{i}"))
+                .init(echo_server)
+                .build()
+                .node()
+        })
+        .collect();
+    env.sleep(ms(5)).await;
+    for i in 0..20u64 {
+        let to = nodes[(i % 2) as usize];
+        let r = ask(&env, to, &format!("m{i}"), ms(50)).await;
+        env.trace(format!("{to}: {r:?}"));
+        env.sleep(ms(env.rng().gen_range(0..10))).await;
+    }
+}
+
+fn socket_sim(seed: u64) -> Simulation {
+    use kelpie_sim::{FaultKind, FaultSpec};
+    Simulation::new(SimConfig::with_seed(seed)).with_faults([
+        FaultSpec::new(FaultKind::NodeCrash, 0.02),
+        FaultSpec::new(FaultKind::NetworkPartition, 0.02),
+    ])
+}
+
+#[test]
+fn a_socket_workload_is_deterministic_per_seed() {
+    for seed in 0..20 {
+        socket_sim(seed)
+            .check_determinism(socket_workload)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+}
+
+#[test]
+fn a_thousand_seeds_of_a_socket_workload_give_distinct_traces() {
+    let hashes: std::collections::BTreeSet<u64> = (0..1000)
+        .map(|seed| socket_sim(seed).run(socket_workload).unwrap().trace.hash)
+        .collect();
+    assert!(hashes.len() >= 990, "{} distinct traces", hashes.len());
+}
+
+/// Survives between runs in one process: a planted nondeterminism.
+static LEAKED: AtomicU32 = AtomicU32::new(0);
+
+#[test]
+fn planted_nondeterminism_in_a_socket_server_is_named_at_its_first_divergent_event() {
+    let err = Simulation::new(SimConfig::with_seed(7))
+        .check_determinism(|env| async move {
+            let n1 = env
+                .create_node("n1")
+                .init(|env| async move {
+                    let listener = TcpListener::bind(SocketAddr::new(env.ip(), PORT))
+                        .await
+                        .unwrap();
+                    while let Ok((mut stream, _)) = listener.accept().await {
+                        // Different in the second run of the same seed.
+                        let n = LEAKED.fetch_add(1, Ordering::SeqCst);
+                        let _ = stream.write_all(format!("{n}\n").as_bytes()).await;
+                        let _ = stream.flush().await;
+                    }
+                })
+                .build()
+                .node();
+            env.sleep(ms(5)).await;
+            let reply = ask(&env, n1, "q", ms(100)).await;
+            env.trace(format!("reply {reply:?}"));
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("reply Ok(\"0\")"), "{err}");
+    assert!(err.contains("reply Ok(\"1\")"), "{err}");
 }
