@@ -20,6 +20,14 @@ impl NodeId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+
+    /// The node's IP address in the simulated network: `10.0.0.1` for [`NodeId::MAIN`], then
+    /// one more per node in creation order (`n1` is `10.0.0.2`). A `tokio::net` socket
+    /// (madsim-tokio) on the node binds to it (or to `0.0.0.0`); peers connect to it. The
+    /// address survives restarts.
+    pub fn ip(self) -> std::net::IpAddr {
+        std::net::Ipv4Addr::from(0x0A00_0001u32.wrapping_add(self.0)).into()
+    }
 }
 
 impl fmt::Display for NodeId {

@@ -139,7 +139,8 @@ enum Key {
 pub(crate) struct SeedPlan {
     /// The regression-file entries, run first.
     first: Vec<SeedTrial>,
-    /// Every test that is not a canary, with the seeds this run selects.
+    /// Every test that is not a canary (with `KELPIE_SEED`, every test), with the seeds this
+    /// run selects.
     tests: Vec<(&'static DstTest, Seeds)>,
     /// Each of `tests`' path (`DstTest::path`), formatted once.
     paths: Vec<String>,
@@ -157,9 +158,13 @@ impl SeedPlan {
         entries: &[(String, u64)],
         env: &EnvConfig,
     ) -> SeedPlan {
+        // `KELPIE_SEED` selects one seed of every test, canaries included (a canary's
+        // `reproduce:` line names its failing seed's trial); otherwise a canary runs as one
+        // trial over its seeds ([`canary_trials`]).
+        let reproducing = env.seed.is_some();
         let tests_seeds: Vec<(&'static DstTest, Seeds)> = tests
             .iter()
-            .filter(|t| !t.options.canary)
+            .filter(|t| reproducing || !t.options.canary)
             .map(|&t| (t, Seeds::selected(t, env)))
             .collect();
         let mut plan = SeedPlan {
@@ -663,7 +668,10 @@ impl SeedTrial {
                     session.record(self.test, &facts.faults, &facts.sometimes);
                     session.record_trace_hash(&self.name, facts.trace.hash);
                 }
-                if execution.seed_failed && !self.regression && self.schedule.is_none() {
+                // A canary's seed (run to reproduce it) fails by design: not a regression.
+                let expected = self.test.options.canary;
+                if execution.seed_failed && !self.regression && !expected && self.schedule.is_none()
+                {
                     session.record_failure(self.test, self.seed);
                 }
             }

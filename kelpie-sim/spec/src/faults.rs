@@ -136,26 +136,35 @@ fault_table! {
     /// The node crashes in the middle of a commit: the transaction applies all or nothing, the
     /// volatile layer is lost and the commit returns `Crashed`; a node's disk restarts the node.
     CrashDuringTransaction: Storage [P],
-    /// A symmetric partition isolates one node from all others for up to `heal_ms`.
+    /// A symmetric partition isolates one node from all others for up to `heal_ms`. On
+    /// `tokio::net` sockets (madsim-tokio): a connect is refused, an open stream's bytes wait and
+    /// arrive after the heal (madsim retries with a backoff of up to 10 s), a datagram is dropped.
     NetworkPartition: Network [P, ms("heal_ms", 1000, "longest time until the partition heals")],
     /// A one-way partition: messages from one node to another are dropped for up to `heal_ms`.
+    /// On sockets, in that direction only: a connect is refused, a stream's bytes wait until the
+    /// heal, a datagram is dropped.
     NetworkPartitionOneWay: Network [P, ms("heal_ms", 1000, "longest time until the partition heals")],
-    /// A message is dropped.
+    /// A message is dropped. Kelpie endpoints only: sockets are not affected.
     PacketLoss: Network [P],
-    /// A message is delayed by an extra random virtual time up to `max_ms`.
+    /// A message is delayed by an extra random virtual time up to `max_ms`. Kelpie endpoints
+    /// only: sockets are not affected.
     NetworkDelay: Network [P, ms("max_ms", 100, "upper bound of the added delay")],
-    /// A message is held back by up to `max_ms`, so that later messages overtake it.
+    /// A message is held back by up to `max_ms`, so that later messages overtake it. Kelpie
+    /// endpoints only.
     MessageReorder: Network [P, ms("max_ms", 20, "upper bound of the hold-back")],
-    /// A message is delivered twice.
+    /// A message is delivered twice. Kelpie endpoints only.
     MessageDuplicate: Network [P],
     /// A node is killed (its tasks dropped, its volatile storage lost) and restarted after up to
-    /// `restart_ms`, re-running its init closure.
+    /// `restart_ms`, re-running its init closure. Its `tokio::spawn`ed tasks and its sockets go
+    /// with it: peers' requests fail until init listens again.
     NodeCrash: Node [P, ms("restart_ms", 500, "longest time until the node restarts")],
-    /// A node stops running its tasks for up to `pause_ms` of virtual time.
+    /// A node stops running its tasks for up to `pause_ms` of virtual time (its sockets stay
+    /// open; peers' requests wait).
     NodePause: Node [P, ms("pause_ms", 500, "longest pause")],
-    /// A node's clock is set off by a random offset within `±max_ms`.
+    /// A node's clock is set off by a random offset within `±max_ms`: `env.local_time()` only;
+    /// `tokio::time`, `Instant::now` and `SystemTime::now` are one clock for every node.
     ClockSkew: Clock [P, ms("max_ms", 500, "largest offset either way")],
-    /// A node's clock jumps forward by up to `max_ms`.
+    /// A node's clock jumps forward by up to `max_ms` (`env.local_time()` only, as `ClockSkew`).
     ClockJump: Clock [P, ms("max_ms", 5000, "largest jump")],
     /// An application-level fault that the code under test asks for by name
     /// (`env.fault("LlmTimeout")`), e.g. an LLM or tool call that times out.

@@ -50,6 +50,17 @@ impl SimEnv {
         self.node
     }
 
+    /// This env's node's IP address in the simulated network (see [`NodeId::ip`]): a
+    /// `tokio::net` listener on the node (madsim-tokio) binds to it, or to `0.0.0.0`.
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.world.node_ip(self.node)
+    }
+
+    /// `node`'s IP address in the simulated network, for a socket to connect to.
+    pub fn node_ip(&self, node: NodeId) -> std::net::IpAddr {
+        self.world.node_ip(node)
+    }
+
     /// The name of this env's node.
     pub fn node_name(&self) -> String {
         self.world.node_name(self.node)

@@ -37,7 +37,8 @@ impl World {
             st.disks.push(Disk::new());
             id
         };
-        let mut builder = self.handle.create_node().name(name);
+        // Its address in madsim's network, kept across restarts (see `sockets`).
+        let mut builder = self.handle.create_node().name(name).ip(id.ip());
         if has_init {
             let weak = Arc::downgrade(self);
             // madsim calls this closure inside `restart`, holding its node table; the user's
@@ -218,8 +219,10 @@ impl World {
         {
             let mut st = self.lock();
             st.net.cut(a, b);
+            self.sync_link(&st, a, b);
             if !one_way {
                 st.net.cut(b, a);
+                self.sync_link(&st, b, a);
             }
         }
         self.record(
@@ -255,7 +258,14 @@ impl World {
 
     /// Heals every cut link (each traced).
     pub(crate) fn heal_all_links(&self) {
-        let links = self.lock().net.heal_all();
+        let links = {
+            let mut st = self.lock();
+            let links = st.net.heal_all();
+            for (a, b) in &links {
+                self.sync_link(&st, *a, *b);
+            }
+            links
+        };
         for (a, b) in links {
             self.record(
                 a,
@@ -273,6 +283,7 @@ impl World {
         let mut st = self.lock();
         for (a, b) in links {
             st.net.heal(*a, *b);
+            self.sync_link(&st, *a, *b);
         }
         drop(st);
         if let Some((a, b)) = links.first() {
@@ -295,12 +306,19 @@ impl World {
         after: Duration,
         action: impl FnOnce(&World) + Send + 'static,
     ) {
-        let site = Location::caller();
         let w = self.clone();
-        let task = self.sys().spawn(async move {
+        self.spawn_sys(async move {
             madsim::time::sleep(after).await;
             action(&w);
         });
+    }
+
+    /// Spawns a task of our own on the system node (unaffected by kills), tracked for the end
+    /// of the run.
+    #[track_caller]
+    pub(crate) fn spawn_sys(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let site = Location::caller();
+        let task = self.sys().spawn(task);
         self.lock().tasks.track(&task, None, site);
     }
 

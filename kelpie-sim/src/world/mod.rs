@@ -13,6 +13,7 @@
 //! - [`storage`]: storage operations and what each storage fault does to them;
 //! - [`messaging`]: sending, the delivery pump;
 //! - [`spawn`]: a test's tasks on their node;
+//! - [`sockets`]: the nodes' addresses and links in madsim's network (`tokio::net` sockets);
 //! - [`end`]: the end of a run (reaping tasks, the facts for its report).
 //!
 //! The handles in `env/` call these methods; they never touch the state themselves.
@@ -25,6 +26,7 @@ mod messaging;
 pub(crate) mod net;
 pub(crate) mod nodes;
 pub(crate) mod points;
+mod sockets;
 mod spawn;
 mod storage;
 pub(crate) mod tasks;
@@ -101,12 +103,19 @@ pub(crate) struct World {
     time_start: Duration,
     /// Whether node, clock or partition faults are declared (else `catch_up` has nothing to do).
     ticks: bool,
+    /// Whether one of them can fire (with a probability above 0, or replayed by a schedule):
+    /// then a ticker of our own processes the ticks on time.
+    ticker: bool,
     /// `State::next_tick` in nanoseconds, readable without the lock (`catch_up` runs before
     /// every operation and is nearly always early).
     next_tick_ns: AtomicU64,
     /// Bit `op` is set if a declared fault applies to operation `op` (faults are never added
     /// during a run, so a clear bit means none can fire: no lock needed to know it).
     fault_ops: u32,
+    /// madsim's network simulator (the `tokio::net` sockets of madsim-tokio), driven from our
+    /// partitions ([`sockets`]), and the madsim id of the supervisor's node.
+    netsim: Arc<madsim::net::NetSim>,
+    main_madsim: madsim::task::NodeId,
     /// A node of our own that is never killed, for message delivery and delayed fault actions;
     /// created on first use, so runs that need neither pay nothing for it.
     sys: OnceLock<madsim::runtime::NodeHandle>,
@@ -127,6 +136,11 @@ impl World {
         schedule: Option<FaultSchedule>,
     ) -> Arc<World> {
         let seed = config.seed;
+        // The ticker runs only if a tick could fire: a fault with probability 0 changes no trace.
+        let ticker = schedule.is_some()
+            || plan
+                .iter()
+                .any(|f| f.probability() > 0.0 && f.kind().ops().contains(&OpKind::Tick));
         let mut faults = FaultInjector::new(seed, &plan);
         faults.set_schedule(schedule);
         let state = State {
@@ -143,12 +157,17 @@ impl World {
         };
         let handle = madsim::runtime::Handle::current();
         let time = madsim::time::TimeHandle::current();
+        let netsim = madsim::net::NetSim::current();
+        let main_madsim = madsim::plugin::node();
+        sockets::init_network(&netsim, main_madsim, &config);
         let ticks = state.faults.any_for(OpKind::Tick);
         let fault_ops = OP_TABLE
             .iter()
             .filter(|(_, op)| state.faults.any_for(*op))
             .fold(0, |bits, (_, op)| bits | 1 << *op as u32);
-        Arc::new(World {
+        let world = Arc::new(World {
+            netsim,
+            main_madsim,
             sys: OnceLock::new(),
             seed,
             plan,
@@ -156,6 +175,7 @@ impl World {
             time_start: time.elapsed(),
             time,
             ticks,
+            ticker,
             fault_ops,
             next_tick_ns: AtomicU64::new(nanos(config.fault_tick)),
             abort: AtomicBool::new(false),
@@ -164,7 +184,9 @@ impl World {
             points: Mutex::default(),
             points_armed: AtomicBool::new(false),
             config,
-        })
+        });
+        world.start_ticker();
+        world
     }
 
     /// The run's root seed.

@@ -1,12 +1,20 @@
 //! The fault tick: node, clock and partition faults, considered once per
 //! [`SimConfig::fault_tick`](crate::SimConfig::fault_tick) of virtual time.
 //!
-//! Ticks run lazily: whenever the simulated system does something (a storage operation, a
-//! send, a timer, a spawn), every tick due by then is processed first ([`World::catch_up`]). No
-//! task of our own polls for ticks, so declaring such a fault adds nothing to madsim's
-//! schedule: a fault that never fires changes no trace, and a system that is stuck is still
-//! reported as a deadlock. A tick first decides (under the lock: which faults fire, on which
-//! node, how much, each traced), then applies each decision through the lifecycle rules.
+//! Ticks are decided on virtual time whether or not the system under test ever calls Kelpie:
+//! when such a fault is declared, a ticker task of our own (on the system node, which faults
+//! never touch) wakes at every tick's time and processes it ([`World::start_ticker`]), so a
+//! service written against `tokio` alone (madsim-tokio timers and sockets) is crashed, paused
+//! and partitioned like one written against the env. Every call into the simulation (a storage
+//! operation, a send, a timer, a spawn) also processes the ticks due by then first
+//! ([`World::catch_up`]), so a tick is never late relative to the code's own steps. The ticker
+//! stops when the fault phase ends ([`SimEnv::heal_all`](crate::SimEnv::heal_all)). A run
+//! without such faults, or only with probability 0, has no ticker: such a fault changes no
+//! trace. With
+//! one, the ticker's timer keeps virtual time moving, so a system that is stuck ends at the
+//! virtual-time limit rather than as a deadlock. A tick first decides (under the lock: which
+//! faults fire, on which node, how much, each traced), then applies each decision through the
+//! lifecycle rules.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,6 +69,27 @@ impl World {
             self.tick(due);
             self.lock().ticking = false;
         }
+    }
+
+    /// Starts the ticker (see the module's docs), if a node, clock or partition fault can fire.
+    pub(crate) fn start_ticker(self: &Arc<Self>) {
+        if !self.ticker {
+            return;
+        }
+        let w = self.clone();
+        self.spawn_sys(async move {
+            loop {
+                let next = Duration::from_nanos(w.next_tick_ns.load(Ordering::Relaxed));
+                let now = w.elapsed();
+                if next > now {
+                    w.sleep(next - now).await;
+                }
+                w.catch_up();
+                if !w.lock().faults.any_for(OpKind::Tick) {
+                    return;
+                }
+            }
+        });
     }
 
     /// One tick, due at virtual time `due`.

@@ -22,6 +22,7 @@ mod registry_dst;
 mod storage_dst;
 mod store_contract_dst;
 mod targeted_dst;
+mod tokio_kv_dst;
 mod wal_dst;
 
 mod support;
