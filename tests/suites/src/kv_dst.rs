@@ -17,8 +17,9 @@ use kelpie_actors::invariants::{
     AgentSnapshot, MessageDurability, SerializableIsolation, TxnOutcome,
 };
 use kelpie_actors::{
-    ActorError, ActorKV, AdapterBug, AdapterConfig, AgentKeys, AgentStorage, KvError,
-    KvTransaction, NewAgent, NewMessage, Platform, Role, SimKv, SimPlatform,
+    ActorError, ActorKV, AdapterBug, AdapterConfig, AgentKeys, AgentStorage, JsonValue, KvError,
+    KvTransaction, MemoryBlock, NewAgent, NewMessage, Platform, Role, SimKv, SimPlatform,
+    ToolRecord,
 };
 
 /// Whether a run is a real check (the faults must have fired and operations must have both
@@ -674,4 +675,80 @@ async fn canary_unterminated_prefix_lists_another_agents_messages(
         ..AdapterConfig::default()
     };
     checkpoint_workload(env, adapter, Mode::Canary, 20, &[]).await
+}
+
+/// Memory blocks and tools round-trip through the agent API under generated names (agent ids
+/// forming a prefix chain, a 128-character one, labels and tool names likewise): every block
+/// reads back as written, an agent lists exactly its own blocks, and every tool reads back.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn blocks_and_tools_round_trip_on_generated_names(env: SimEnv) -> Result<(), String> {
+    let db = env.create_node("db").build();
+    let api = AgentStorage::new(SimKv::new(&db));
+    let rng = env.rng();
+    let err = |e: ActorError| e.to_string();
+    let agents = IdGen::new(Alphabet::ActorId, 1, 128).distinct(&rng, 4);
+    let labels = IdGen::new(Alphabet::ActorId, 1, 40).distinct(&rng, 3);
+    let mut model: BTreeMap<(String, String), String> = BTreeMap::new();
+    for agent in &agents {
+        for label in &labels {
+            if rng.gen_bool(0.7) {
+                let value = format!("{agent}/{label}/{}", rng.next_u64());
+                let block = MemoryBlock {
+                    agent: agent.clone(),
+                    label: label.clone(),
+                    value: value.clone(),
+                };
+                api.put_block(&block).await.map_err(err)?;
+                model.insert((agent.clone(), label.clone()), value);
+            }
+        }
+    }
+    for agent in &agents {
+        for label in &labels {
+            let got = api
+                .get_block(agent, label)
+                .await
+                .map_err(err)?
+                .map(|b| b.value);
+            let want = model.get(&(agent.clone(), label.clone()));
+            if got.as_ref() != want {
+                return Err(format!(
+                    "block {agent}/{label} reads {got:?}, {want:?} was written"
+                ));
+            }
+        }
+        let listed: Vec<String> = api
+            .list_blocks(agent)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|b| b.label)
+            .collect();
+        let want: Vec<String> = model
+            .keys()
+            .filter(|(a, _)| a == agent)
+            .map(|(_, l)| l.clone())
+            .collect();
+        if listed != want {
+            return Err(format!(
+                "agent {agent} lists blocks {listed:?}, owns {want:?}"
+            ));
+        }
+    }
+    let tools = IdGen::new(Alphabet::ActorId, 1, 128).distinct(&rng, 4);
+    for name in &tools {
+        let tool = ToolRecord {
+            name: name.clone(),
+            description: format!("tool {name}"),
+            schema: JsonValue::from(name.as_str()),
+        };
+        api.put_tool(&tool).await.map_err(err)?;
+    }
+    for name in &tools {
+        match api.get_tool(name).await.map_err(err)? {
+            Some(t) if t.description == format!("tool {name}") => {}
+            other => return Err(format!("tool {name} reads {other:?}")),
+        }
+    }
+    Ok(())
 }
