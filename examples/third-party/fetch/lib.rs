@@ -1,0 +1,1 @@
+//! Never built: this manifest exists to make `cargo fetch` download mini-redis.
