@@ -645,7 +645,6 @@ fn unknown<M: Model>(
 mod tests {
     use super::super::{KvModel, KvOp, KvRet, RegisterModel, RegisterOp, RegisterRet};
     use super::*;
-    use crate::history::search::Entry;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -971,37 +970,7 @@ mod tests {
 
     /// Linearizability by brute force: every order that respects real time.
     fn brute_force(ops: &[Operation<RegisterOp<u32>, RegisterRet<u32>>]) -> bool {
-        let model = RegisterModel::new(0);
-        let ops: Vec<_> = ops.iter().filter_map(|op| entry(op, None)).collect();
-        fn go(
-            model: &RegisterModel<u32>,
-            ops: &[Entry<'_, RegisterOp<u32>, RegisterRet<u32>>],
-            done: &mut Vec<bool>,
-            state: u32,
-        ) -> bool {
-            let pending = |j: usize, done: &[bool]| !done[j] && ops[j].returned.is_some();
-            if !(0..ops.len()).any(|j| pending(j, done)) {
-                return true;
-            }
-            for i in 0..ops.len() {
-                let blocked = (0..ops.len())
-                    .any(|j| pending(j, done) && ops[j].returned.is_some_and(|r| r < ops[i].call));
-                if done[i] || blocked {
-                    continue;
-                }
-                let (next, ret) = model.step(&state, ops[i].op);
-                if ops[i].ret.is_none_or(|r| *r == ret) {
-                    done[i] = true;
-                    let ok = go(model, ops, done, next);
-                    done[i] = false;
-                    if ok {
-                        return true;
-                    }
-                }
-            }
-            false
-        }
-        go(&model, &ops, &mut vec![false; ops.len()], 0)
+        crate::history::register::tests::brute(&RegisterModel::new(0), ops)
     }
 
     /// [`RegisterModel`] without [`Model::is_read_only`].

@@ -284,7 +284,7 @@ fn confirm<M: Model>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -308,8 +308,8 @@ mod tests {
     }
 
     /// Linearizability by brute force: every order of the operations (those of unknown
-    /// outcome optional) that respects real time.
-    fn brute<M: Model>(model: &M, ops: &[Operation<M::Op, M::Ret>]) -> bool {
+    /// outcome optional) that respects real time. Shared with the search's tests.
+    pub(crate) fn brute<M: Model>(model: &M, ops: &[Operation<M::Op, M::Ret>]) -> bool {
         fn go<M: Model>(
             model: &M,
             ops: &[Entry<'_, M::Op, M::Ret>],
