@@ -8,129 +8,150 @@
 //!     target/release/examples/tcp_roundtrips raw 100      # then `kelpie 100`
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+//! It needs the simulation build (`--cfg madsim`, which the workspace's `.cargo/config.toml`
+//! sets); built without it (tokio-kv's plain-tokio check), it says so and exits.
+
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use kelpie::{SimConfig, Simulation};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-const ROUND_TRIPS: u64 = 100;
-const PORT: u16 = 7000;
-
-/// A server: answers each 8-byte number with the number plus one, a task per connection.
-async fn serve(ip: IpAddr) {
-    let listener = TcpListener::bind((ip, PORT)).await.expect("bind");
-    while let Ok((mut stream, _)) = listener.accept().await {
-        tokio::spawn(async move {
-            let mut buf = [0u8; 8];
-            while stream.read_exact(&mut buf).await.is_ok() {
-                let reply = (u64::from_le_bytes(buf) + 1).to_le_bytes();
-                if stream.write_all(&reply).await.is_err() || stream.flush().await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-}
-
-/// The client: `ROUND_TRIPS` requests, alternating between the two servers; the sum of the
-/// replies (checked by the caller).
-async fn client(servers: [SocketAddr; 2]) -> u64 {
-    let mut conns = [
-        TcpStream::connect(servers[0]).await.expect("connect"),
-        TcpStream::connect(servers[1]).await.expect("connect"),
-    ];
-    let mut sum = 0;
-    for i in 0..ROUND_TRIPS {
-        let conn = &mut conns[(i % 2) as usize];
-        conn.write_all(&i.to_le_bytes()).await.expect("write");
-        conn.flush().await.expect("flush");
-        let mut buf = [0u8; 8];
-        conn.read_exact(&mut buf).await.expect("read");
-        sum += u64::from_le_bytes(buf);
-    }
-    sum
-}
-
-/// A way to run one seed, by name.
-type Mode = (&'static str, fn(u64) -> u64);
-
-fn ip(n: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
-}
-
-/// One seed on raw madsim, on a fresh thread.
-fn raw(seed: u64) -> u64 {
-    std::thread::spawn(move || {
-        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-        rt.block_on(async {
-            let h = madsim::runtime::Handle::current();
-            let _s1 = h.create_node().ip(ip(2)).init(|| serve(ip(2))).build();
-            let _s2 = h.create_node().ip(ip(3)).init(|| serve(ip(3))).build();
-            let c = h.create_node().ip(ip(4)).build();
-            madsim::time::sleep(Duration::from_millis(1)).await;
-            let servers = [SocketAddr::new(ip(2), PORT), SocketAddr::new(ip(3), PORT)];
-            c.spawn(client(servers)).await.expect("client")
-        })
-    })
-    .join()
-    .expect("seed thread")
-}
-
-/// One seed under Kelpie (its own seed thread).
-fn kelpie(seed: u64) -> u64 {
-    Simulation::new(SimConfig::with_seed(seed))
-        .run(|env| async move {
-            let s1 = env.create_node("s1").init(|env| serve(env.ip())).build();
-            let s2 = env.create_node("s2").init(|env| serve(env.ip())).build();
-            let c = env.create_node("c").build();
-            env.sleep(Duration::from_millis(1)).await;
-            let servers = [
-                SocketAddr::new(s1.ip(), PORT),
-                SocketAddr::new(s2.ip(), PORT),
-            ];
-            c.spawn(client(servers)).await.expect("client")
-        })
-        .expect("the run")
-        .output
-}
-
+#[cfg(madsim)]
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mode = args.next().unwrap_or_else(|| "both".into());
-    let seeds: u64 = match args.next().map(|s| s.parse()) {
-        None => 200,
-        Some(Ok(n)) if n > 0 => n,
-        _ => {
-            eprintln!("error: expected `[raw|kelpie|both] [SEEDS > 0]`");
-            return ExitCode::from(2);
+    bench::main()
+}
+
+#[cfg(not(madsim))]
+fn main() -> ExitCode {
+    eprintln!("tcp_roundtrips runs only in a simulation build (--cfg madsim)");
+    ExitCode::from(2)
+}
+
+/// The workload and the two ways to run it.
+#[cfg(madsim)]
+mod bench {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::process::ExitCode;
+    use std::time::{Duration, Instant};
+
+    use kelpie::{SimConfig, Simulation};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const ROUND_TRIPS: u64 = 100;
+    const PORT: u16 = 7000;
+
+    /// A server: answers each 8-byte number with the number plus one, a task per connection.
+    async fn serve(ip: IpAddr) {
+        let listener = TcpListener::bind((ip, PORT)).await.expect("bind");
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8];
+                while stream.read_exact(&mut buf).await.is_ok() {
+                    let reply = (u64::from_le_bytes(buf) + 1).to_le_bytes();
+                    if stream.write_all(&reply).await.is_err() || stream.flush().await.is_err() {
+                        return;
+                    }
+                }
+            });
         }
-    };
-    let expected: u64 = (1..=ROUND_TRIPS).sum();
-    let modes: Vec<Mode> = match mode.as_str() {
-        "raw" => vec![("raw madsim + madsim-tokio", raw)],
-        "kelpie" => vec![("kelpie Simulation", kelpie)],
-        "both" => vec![
-            ("raw madsim + madsim-tokio", raw),
-            ("kelpie Simulation", kelpie),
-        ],
-        _ => {
-            eprintln!("error: unknown mode `{mode}`; expected raw, kelpie or both");
-            return ExitCode::from(2);
-        }
-    };
-    for (name, run) in modes {
-        let start = Instant::now();
-        for seed in 0..seeds {
-            assert_eq!(run(seed), expected, "{name}, seed {seed}: wrong replies");
-        }
-        let wall = start.elapsed();
-        println!(
-            "{name:<28} {seeds} seeds x {ROUND_TRIPS} round trips: {:.1} µs/seed",
-            wall.as_secs_f64() * 1e6 / seeds as f64
-        );
     }
-    ExitCode::SUCCESS
+
+    /// The client: `ROUND_TRIPS` requests, alternating between the two servers; the sum of the
+    /// replies (checked by the caller).
+    async fn client(servers: [SocketAddr; 2]) -> u64 {
+        let mut conns = [
+            TcpStream::connect(servers[0]).await.expect("connect"),
+            TcpStream::connect(servers[1]).await.expect("connect"),
+        ];
+        let mut sum = 0;
+        for i in 0..ROUND_TRIPS {
+            let conn = &mut conns[(i % 2) as usize];
+            conn.write_all(&i.to_le_bytes()).await.expect("write");
+            conn.flush().await.expect("flush");
+            let mut buf = [0u8; 8];
+            conn.read_exact(&mut buf).await.expect("read");
+            sum += u64::from_le_bytes(buf);
+        }
+        sum
+    }
+
+    /// A way to run one seed, by name.
+    type Mode = (&'static str, fn(u64) -> u64);
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
+    }
+
+    /// One seed on raw madsim, on a fresh thread.
+    fn raw(seed: u64) -> u64 {
+        std::thread::spawn(move || {
+            let rt =
+                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+            rt.block_on(async {
+                let h = madsim::runtime::Handle::current();
+                let _s1 = h.create_node().ip(ip(2)).init(|| serve(ip(2))).build();
+                let _s2 = h.create_node().ip(ip(3)).init(|| serve(ip(3))).build();
+                let c = h.create_node().ip(ip(4)).build();
+                madsim::time::sleep(Duration::from_millis(1)).await;
+                let servers = [SocketAddr::new(ip(2), PORT), SocketAddr::new(ip(3), PORT)];
+                c.spawn(client(servers)).await.expect("client")
+            })
+        })
+        .join()
+        .expect("seed thread")
+    }
+
+    /// One seed under Kelpie (its own seed thread).
+    fn kelpie(seed: u64) -> u64 {
+        Simulation::new(SimConfig::with_seed(seed))
+            .run(|env| async move {
+                let s1 = env.create_node("s1").init(|env| serve(env.ip())).build();
+                let s2 = env.create_node("s2").init(|env| serve(env.ip())).build();
+                let c = env.create_node("c").build();
+                env.sleep(Duration::from_millis(1)).await;
+                let servers = [
+                    SocketAddr::new(s1.ip(), PORT),
+                    SocketAddr::new(s2.ip(), PORT),
+                ];
+                c.spawn(client(servers)).await.expect("client")
+            })
+            .expect("the run")
+            .output
+    }
+
+    pub(super) fn main() -> ExitCode {
+        let mut args = std::env::args().skip(1);
+        let mode = args.next().unwrap_or_else(|| "both".into());
+        let seeds: u64 = match args.next().map(|s| s.parse()) {
+            None => 200,
+            Some(Ok(n)) if n > 0 => n,
+            _ => {
+                eprintln!("error: expected `[raw|kelpie|both] [SEEDS > 0]`");
+                return ExitCode::from(2);
+            }
+        };
+        let expected: u64 = (1..=ROUND_TRIPS).sum();
+        let modes: Vec<Mode> = match mode.as_str() {
+            "raw" => vec![("raw madsim + madsim-tokio", raw)],
+            "kelpie" => vec![("kelpie Simulation", kelpie)],
+            "both" => vec![
+                ("raw madsim + madsim-tokio", raw),
+                ("kelpie Simulation", kelpie),
+            ],
+            _ => {
+                eprintln!("error: unknown mode `{mode}`; expected raw, kelpie or both");
+                return ExitCode::from(2);
+            }
+        };
+        for (name, run) in modes {
+            let start = Instant::now();
+            for seed in 0..seeds {
+                assert_eq!(run(seed), expected, "{name}, seed {seed}: wrong replies");
+            }
+            let wall = start.elapsed();
+            println!(
+                "{name:<28} {seeds} seeds x {ROUND_TRIPS} round trips: {:.1} µs/seed",
+                wall.as_secs_f64() * 1e6 / seeds as f64
+            );
+        }
+        ExitCode::SUCCESS
+    }
 }
