@@ -1053,26 +1053,7 @@ mod tests {
                 };
             }
         }
-        let mut events: Vec<(u64, bool, usize)> = Vec::new();
-        for (i, g) in gen.iter().enumerate() {
-            events.push((g.2, false, i));
-            events.push((g.4, true, i));
-        }
-        events.sort_unstable();
-        let h = Reg::new();
-        let mut calls: Vec<_> = gen.iter().map(|_| None).collect();
-        for (t, is_return, i) in events {
-            if !is_return {
-                calls[i] = Some(h.invoke(gen[i].0, gen[i].1.clone(), ms(t)));
-            } else if let Some(call) = calls[i].take() {
-                if gen[i].5 {
-                    call.unknown(ms(t));
-                } else {
-                    call.ok(rets[i].clone(), ms(t));
-                }
-            }
-        }
-        h
+        crate::history::register::tests::record(&gen, &rets)
     }
 
     #[test]

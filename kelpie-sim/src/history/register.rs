@@ -387,6 +387,16 @@ pub(crate) mod tests {
                 rets[i] = RegisterRet::Value(rng.below(u64::from(next_value) + 1) as u32);
             }
         }
+        record(&gen, &rets)
+    }
+
+    /// A generated register operation: client, operation, invocation, effect instant, return
+    /// (ms), whether its outcome is unknown to the client, whether it took effect.
+    pub(crate) type GenOp = (u64, RegisterOp<u32>, u64, u64, u64, bool, bool);
+
+    /// Records generated operations in a history, their invocations and returns in time order;
+    /// `rets[i]` is what `gen[i]` returned.
+    pub(crate) fn record(gen: &[GenOp], rets: &[RegisterRet<u32>]) -> Reg {
         let mut events: Vec<(u64, bool, usize)> = Vec::new();
         for (i, g) in gen.iter().enumerate() {
             events.push((g.2, false, i));
