@@ -60,6 +60,9 @@ pub mod history;
 mod ids;
 #[cfg(madsim)]
 mod log;
+#[cfg(all(madsim, target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+mod os_random;
 #[cfg(madsim)]
 mod rng;
 #[cfg(madsim)]

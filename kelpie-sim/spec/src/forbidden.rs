@@ -58,25 +58,12 @@ pub struct Forbidden {
 /// The [`Forbidden::problem`] of every entry but the ones that end the process.
 pub const NONDETERMINISTIC: &str = "is not deterministic in a DST test";
 
-/// The [`Forbidden::problem`] of randomness that reads the OS directly: measured under madsim, two
-/// runs of one seed draw different values.
-pub const OS_RANDOM: &str =
-    "draws from the OS, not from the simulation: measured under madsim, two \
-                             runs of one seed draw different values (rand 0.8, getrandom 0.2)";
-
 /// The [`Forbidden::problem`] of randomness that reaches madsim's own stream: deterministic per
 /// seed, but only by accident.
 pub const GLOBAL_STREAM: &str = "is deterministic per seed only through madsim's global random \
-                                 stream (measured: rand 0.9, getrandom 0.3/0.4, uuid), so one \
-                                 extra draw anywhere in the run shifts every later value";
-
-/// The [`Forbidden::problem`] of the names rand 0.8 and 0.9 share, whose version the source does
-/// not tell.
-pub const EITHER_RANDOM: &str =
-    "draws from the OS under rand 0.8 (measured under madsim: two runs \
-                                 of one seed differ); under rand 0.9 it is deterministic per seed \
-                                 only through madsim's global random stream, so one extra draw \
-                                 anywhere shifts every later value";
+                                 stream (measured: rand 0.8 and 0.9, getrandom 0.2, 0.3 and 0.4, \
+                                 uuid), so one extra draw anywhere in the run shifts every later \
+                                 value";
 
 /// The [`Forbidden::problem`] of fastrand's global generator and `Rng::new`.
 pub const FASTRAND: &str = "is seeded from the thread and the clock, not from the run's seed";
@@ -283,14 +270,14 @@ pub const FORBIDDEN: &[Forbidden] = &[
     Forbidden::item("std::time::SystemTime::now", USE_NOW),
     // Randomness. Which of the two cases applies is in each message; a test draws from `env.rng()`
     // either way, a stream of its own seeded by the run's seed.
-    Forbidden::item("rand::thread_rng", USE_RNG).with_problem(EITHER_RANDOM),
-    Forbidden::item("rand::random", USE_RNG).with_problem(EITHER_RANDOM),
-    Forbidden::prefix("rand::rngs::ThreadRng", &[], &[], USE_RNG).with_problem(EITHER_RANDOM),
-    Forbidden::prefix("rand::rngs::OsRng", &[], &[], USE_RNG).with_problem(EITHER_RANDOM),
-    Forbidden::prefix("rand_core::OsRng", &[], &[], USE_RNG).with_problem(OS_RANDOM),
-    Forbidden::item("rand::rngs::StdRng::from_entropy", USE_RNG).with_problem(OS_RANDOM),
-    Forbidden::item("rand::rngs::SmallRng::from_entropy", USE_RNG).with_problem(OS_RANDOM),
-    Forbidden::item("rand::SeedableRng::from_entropy", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("rand::thread_rng", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::random", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::prefix("rand::rngs::ThreadRng", &[], &[], USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::prefix("rand::rngs::OsRng", &[], &[], USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::prefix("rand_core::OsRng", &[], &[], USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::rngs::StdRng::from_entropy", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::rngs::SmallRng::from_entropy", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("rand::SeedableRng::from_entropy", USE_RNG).with_problem(GLOBAL_STREAM),
     Forbidden::item("rand::rng", USE_RNG).with_problem(GLOBAL_STREAM),
     Forbidden::item("rand::random_range", USE_RNG).with_problem(GLOBAL_STREAM),
     Forbidden::item("rand::random_bool", USE_RNG).with_problem(GLOBAL_STREAM),
@@ -314,8 +301,8 @@ pub const FORBIDDEN: &[Forbidden] = &[
         USE_RNG,
     )
     .with_problem(GLOBAL_STREAM),
-    Forbidden::item("getrandom::getrandom", USE_RNG).with_problem(OS_RANDOM),
-    Forbidden::item("getrandom::getrandom_uninit", USE_RNG).with_problem(OS_RANDOM),
+    Forbidden::item("getrandom::getrandom", USE_RNG).with_problem(GLOBAL_STREAM),
+    Forbidden::item("getrandom::getrandom_uninit", USE_RNG).with_problem(GLOBAL_STREAM),
     Forbidden::item(
         "uuid::Uuid::new_v4",
         "use `uuid::Uuid::from_u64_pair(env.rng().next_u64(), env.rng().next_u64())`",

@@ -1844,17 +1844,17 @@ fn t(env: &Env, x: &X) {
                       fastrand::Rng::with_seed(7);\nrand::rngs::OsRng;\n}\n";
         let found = messages(source);
         assert_eq!(found.len(), 7, "{found:#?}");
-        assert!(found[0].contains("under rand 0.8") && found[0].ends_with("use `env.rng()`"));
+        assert!(found[0].contains("rand 0.8 and 0.9") && found[0].ends_with("use `env.rng()`"));
         assert!(found[1].starts_with("`rand::rng` is deterministic per seed only through madsim's"));
         assert!(
-            found[2].starts_with("`getrandom::getrandom` draws from the OS"),
+            found[2].starts_with("`getrandom::getrandom` is deterministic per seed only through"),
             "{}",
             found[2]
         );
         assert!(found[3].starts_with("`getrandom::fill` is deterministic per seed only through"));
         assert!(found[4].contains("one extra draw anywhere") && found[4].contains("env.rng()"));
         assert!(found[5].starts_with("`fastrand::u32` is seeded from the thread and the clock"));
-        assert!(found[6].starts_with("`rand::rngs::OsRng` draws from the OS under rand 0.8"));
+        assert!(found[6].starts_with("`rand::rngs::OsRng` is deterministic per seed only through"));
     }
 
     #[test]

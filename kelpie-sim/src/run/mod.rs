@@ -2,7 +2,7 @@
 //! thread with a wall-clock watchdog, and the determinism check.
 //!
 //! - `seed.rs`: what runs on the seed thread (runtime, world, body, report, teardown);
-//! - `seed_thread.rs`: the thread itself, joined with a deadline (the crate's only `unsafe`);
+//! - `seed_thread.rs`: the thread itself, joined with a deadline (with `os_random.rs`, the crate's only `unsafe`);
 //! - `panic.rs`: capturing panics on seed threads;
 //! - `report.rs`: [`RunReport`] and the facts of a failed run.
 
