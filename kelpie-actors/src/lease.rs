@@ -641,6 +641,11 @@ impl<P: Platform> LeaseManager<P> {
     pub async fn renew(&self, lease: &Lease) -> Result<Lease, ActorError> {
         #[cfg(feature = "canaries")]
         let started = self.platform.now();
+        if self.platform.fault_point("lease.renew").await {
+            return Err(ActorError::Kv(KvError::Unavailable(
+                "fault point lease.renew".into(),
+            )));
+        }
         let result = self.retrying(|| self.renew_once(lease)).await;
         match result {
             #[cfg(feature = "canaries")]

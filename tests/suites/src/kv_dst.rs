@@ -752,3 +752,187 @@ async fn blocks_and_tools_round_trip_on_generated_names(env: SimEnv) -> Result<(
     }
     Ok(())
 }
+
+/// Tools under generated names (a prefix chain, a 128-character name): every tool written is
+/// listed once, in name order; after deleting a random subset, exactly the deleted ones read
+/// back as absent and the list holds exactly the rest.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn tools_list_and_delete_on_generated_names(env: SimEnv) -> Result<(), String> {
+    let db = env.create_node("db").build();
+    let api = AgentStorage::new(SimKv::new(&db));
+    let rng = env.rng();
+    let err = |e: ActorError| e.to_string();
+    let mut model: BTreeMap<String, String> = BTreeMap::new();
+    for name in IdGen::new(Alphabet::ActorId, 1, 128).distinct(&rng, 6) {
+        let tool = ToolRecord {
+            name: name.clone(),
+            description: format!("tool {name} {}", rng.next_u64()),
+            schema: JsonValue::from(name.as_str()),
+        };
+        api.put_tool(&tool).await.map_err(err)?;
+        model.insert(name, tool.description);
+    }
+    let listed = |tools: Vec<ToolRecord>| -> Vec<(String, String)> {
+        tools.into_iter().map(|t| (t.name, t.description)).collect()
+    };
+    let want: Vec<(String, String)> = model.clone().into_iter().collect();
+    let got = listed(api.list_tools().await.map_err(err)?);
+    if got != want {
+        return Err(format!("tools list as {got:?}, {want:?} were written"));
+    }
+    let names: Vec<String> = model.keys().cloned().collect();
+    let mut deleted = Vec::new();
+    for name in &names {
+        if rng.gen_bool(0.5) {
+            api.delete_tool(name).await.map_err(err)?;
+            model.remove(name);
+            deleted.push(name.clone());
+        }
+    }
+    for name in &names {
+        let got = api
+            .get_tool(name)
+            .await
+            .map_err(err)?
+            .map(|t| t.description);
+        if got.as_ref() != model.get(name) {
+            return Err(format!(
+                "tool {name:?} reads {got:?} after deleting {deleted:?}, expected {:?}",
+                model.get(name)
+            ));
+        }
+    }
+    let want: Vec<(String, String)> = model.into_iter().collect();
+    let got = listed(api.list_tools().await.map_err(err)?);
+    if got != want {
+        return Err(format!(
+            "after deleting {deleted:?} tools list as {got:?}, expected {want:?}"
+        ));
+    }
+    kelpie::sometimes!(!deleted.is_empty(), "a tool was deleted");
+    Ok(())
+}
+
+/// A store on which every commit conflicts, as if another writer always got there first;
+/// counts the commits it refused (the fact the retry bound is judged from).
+#[derive(Clone)]
+struct AlwaysConflicting {
+    inner: SimKv,
+    commits: Arc<Mutex<u64>>,
+}
+
+/// [`AlwaysConflicting`]'s transaction: reads and buffers as the store's own, refuses commits.
+struct ConflictingTxn {
+    inner: <SimKv as ActorKV>::Txn,
+    commits: Arc<Mutex<u64>>,
+}
+
+impl ActorKV for AlwaysConflicting {
+    type Txn = ConflictingTxn;
+
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(key).await
+    }
+
+    async fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.inner.set(key, value).await
+    }
+
+    async fn delete(&self, key: &[u8]) -> Result<(), KvError> {
+        self.inner.delete(key).await
+    }
+
+    async fn scan_prefix(&self, prefix: &[u8]) -> Result<kelpie_actors::KvPairs, KvError> {
+        self.inner.scan_prefix(prefix).await
+    }
+
+    fn transaction(&self) -> ConflictingTxn {
+        ConflictingTxn {
+            inner: self.inner.transaction(),
+            commits: self.commits.clone(),
+        }
+    }
+}
+
+impl KvTransaction for ConflictingTxn {
+    async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(key).await
+    }
+
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        self.inner.set(key, value);
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.inner.delete(key);
+    }
+
+    async fn commit(self) -> Result<(), KvError> {
+        *lock(&self.commits) += 1;
+        Err(KvError::Conflict {
+            key: "agents/".into(),
+        })
+    }
+}
+
+/// The agent storage retries a conflicting read-modify-write exactly as often as its config
+/// says (`conflict_retries`, drawn per seed), then returns the conflict: the store counts one
+/// commit more than the retries, and nothing was written. The storage reports the config it
+/// was given.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn conflicts_are_retried_exactly_as_configured(env: SimEnv) -> Result<(), String> {
+    let db = env.create_node("db").build();
+    let commits = Arc::new(Mutex::new(0));
+    let kv = AlwaysConflicting {
+        inner: SimKv::new(&db),
+        commits: commits.clone(),
+    };
+    let retries = env.rng().gen_range(0..6) as u32;
+    let config = AdapterConfig {
+        conflict_retries: retries,
+        ..AdapterConfig::default()
+    };
+    let api = AgentStorage::with_config(kv.clone(), config.clone());
+    if api.config() != &config {
+        return Err(format!(
+            "the storage reports config {:?}, was given {config:?}",
+            api.config()
+        ));
+    }
+    let result = api.create_agent(&NewAgent::new("a", "A", "s"), 0).await;
+    let attempts = *lock(&commits);
+    if !matches!(result, Err(ActorError::Kv(KvError::Conflict { .. }))) {
+        return Err(format!(
+            "create_agent on an always-conflicting store returned {result:?}"
+        ));
+    }
+    if attempts != u64::from(retries) + 1 {
+        return Err(format!(
+            "{attempts} commits for conflict_retries = {retries} (expected {})",
+            retries + 1
+        ));
+    }
+    if let Some(v) = kv
+        .inner
+        .get(&AgentKeys::agent("a"))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!("a refused create left a record: {v:?}"));
+    }
+    // The block update has its own read-modify-write loop: the same bound.
+    *lock(&commits) = 0;
+    let result = api
+        .update_block("a", "notes", |old| format!("{old:?}+"))
+        .await;
+    let attempts = *lock(&commits);
+    if !matches!(result, Err(ActorError::Kv(KvError::Conflict { .. })))
+        || attempts != u64::from(retries) + 1
+    {
+        return Err(format!(
+            "update_block: {attempts} commits for conflict_retries = {retries}, returned \
+             {result:?}"
+        ));
+    }
+    Ok(())
+}

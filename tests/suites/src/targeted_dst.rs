@@ -9,6 +9,9 @@
 //! | [`a_release_racing_a_takeover_leaves_the_new_lease`] | `lease.release` | a holder paused while releasing wakes after another node took the actor over |
 //! | [`a_failed_release_still_lets_the_actor_move`] | `lease.release` | the first release attempts fail (the store refuses), the release retries |
 //! | [`wal_retries_after_unknown_outcomes_apply_once`] | `wal.append.reply`, `wal.complete.reply` | an append or a complete commits but its reply is lost; the client retries the same idempotency key |
+//! | [`failed_renewals_within_the_lease_keep_the_instance`] | `lease.renew` | renewals fail several times in a row, within the lease; the holder must retry in time and keep its instance (and its in-memory state) |
+//! | [`a_shut_down_node_releases_its_actors_at_once`] | — | a node shuts down; its leases must be released in the store so another node takes over at once |
+//! | [`a_message_behind_a_deactivation_reaches_the_one_new_instance`] | `lease.release` | a message waits behind a deactivation; later messages must reach the instance it activated, not a second one |
 
 use std::time::Duration;
 
@@ -322,6 +325,185 @@ async fn a_failed_release_still_lets_the_actor_move(env: SimEnv) -> Result<(), S
     env.trace(format!(
         "moved after {:?}",
         env.elapsed().saturating_sub(started)
+    ));
+    verdict(&cluster)
+}
+
+/// The fencing token in `actor`'s fence record (`actors/{ns}/{id}/fence`), read from the store
+/// directly: the fact an instance's reported token is judged against.
+async fn fence_in_store<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
+    actor: &ActorId,
+) -> Result<u64, String> {
+    let key = actor.key(kelpie_actors::FENCE_SUFFIX);
+    let bytes = cluster.kv.get(&key).await.map_err(|e| e.to_string())?;
+    let text = bytes
+        .map(String::from_utf8)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    text.map_or(Ok(0), |t| {
+        t.parse().map_err(|e| format!("fence {t:?}: {e}"))
+    })
+}
+
+/// n2 runs an in-memory counter that a client keeps busy; n2's lease renewals fail at
+/// `lease.renew` three to five times in a row (the store refuses). A holder retries a failed
+/// renewal sooner than its renewal interval, so it renews before its lease runs out and keeps
+/// the instance — and the state that lives only in it: the client's acknowledged counts must go
+/// up by one each time, with no restart. The instance's token must be its fence in the store.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn failed_renewals_within_the_lease_keep_the_instance(env: SimEnv) -> Result<(), String> {
+    let cluster = cluster_of::<MemoryCounter>(&env, 2, runtime_config());
+    let actor = ActorId::new("ns", "a0").unwrap();
+    activates_when_free(&cluster, "n2", &actor).await?;
+    let failures = env.rng().gen_range(3..6) as u32;
+    env.arm_point_times(
+        "lease.renew",
+        Some(cluster.nodes[0].node()),
+        PointAction::Fail,
+        failures,
+        0,
+    );
+    let mut last = match invoke(&cluster, "n2", &actor, Op::Get).await {
+        Some(Ok(v)) => v,
+        other => {
+            return Err(format!(
+                "n2 did not answer a get before the renewals: {other:?}"
+            ))
+        }
+    };
+    // Two lease durations of traffic, every 15-25 ms (well within the 400 ms idle timeout).
+    let until = env.elapsed() + Duration::from_millis(1000);
+    while env.elapsed() < until {
+        match invoke(&cluster, "n2", &actor, Op::Add).await {
+            Some(Ok(v)) if v == last + 1 => last = v,
+            Some(Ok(v)) => {
+                return Err(format!(
+                    "in-memory state lost across failed renewals: an add after count {last} \
+                     returned {v} ({failures} renewals failed; the instance was replaced)"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "n2 refused its own actor after {failures} failed renewals: {other:?}"
+                ))
+            }
+        }
+        env.sleep(Duration::from_millis(env.rng().gen_range(15..25)))
+            .await;
+    }
+    let fired = env.point_stats("lease.renew").fired;
+    if fired != u64::from(failures) {
+        return Err(format!(
+            "lease.renew failed {fired} times, armed for {failures}"
+        ));
+    }
+    let reported = match invoke(&cluster, "n2", &actor, Op::Token).await {
+        Some(Ok(t)) => t,
+        other => return Err(format!("n2 did not report its token: {other:?}")),
+    };
+    let fence = fence_in_store(&cluster, &actor).await?;
+    if reported != fence || fence == 0 {
+        return Err(format!(
+            "the instance reports token {reported}, the actor's fence in the store is {fence}"
+        ));
+    }
+    verdict(&cluster)
+}
+
+/// n2 runs two actors and shuts down (`ActorRuntime::shutdown`): it must refuse messages from
+/// then on and release both leases, which the store's records must show, so that n3 takes each
+/// actor at once — well within the takeover wait (550 ms) that a lease left to run out costs.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn a_shut_down_node_releases_its_actors_at_once(env: SimEnv) -> Result<(), String> {
+    let cluster = cluster_of::<Counter>(&env, 2, runtime_config());
+    let actors = [
+        ActorId::new("ns", "a0").unwrap(),
+        ActorId::new("ns", "a1").unwrap(),
+    ];
+    for actor in &actors {
+        activates_when_free(&cluster, "n2", actor).await?;
+    }
+    let rt = cluster.services().get("n2").unwrap();
+    support::run_on("n2", async move { rt.shutdown().await })
+        .await
+        .ok_or("n2 died during its shutdown")?;
+    let started = env.elapsed();
+    for actor in &actors {
+        if let Some(Ok(v)) = invoke(&cluster, "n2", actor, Op::Add).await {
+            return Err(format!("n2 served {actor} after its shutdown (count {v})"));
+        }
+        let key = actor.key(kelpie_actors::LEASE_SUFFIX);
+        let record = cluster.kv.get(&key).await.map_err(|e| e.to_string())?;
+        let record: Option<kelpie_actors::LeaseRecord> = record
+            .map(|b| serde_json::from_slice(&b))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        if !record
+            .as_ref()
+            .is_some_and(|r| r.state == kelpie_actors::LeaseState::Released)
+        {
+            return Err(format!(
+                "after n2's shutdown the lease record of {actor} is {record:?}, not released"
+            ));
+        }
+        if !until_ok(&cluster, "n3", actor, Op::Add, Duration::from_millis(200)).await {
+            return Err(format!(
+                "n3 could not take {actor} within 200 ms after n2 shut down"
+            ));
+        }
+    }
+    env.trace(format!(
+        "moved after {:?}",
+        env.elapsed().saturating_sub(started)
+    ));
+    verdict(&cluster)
+}
+
+/// n2 runs an in-memory counter and deactivates it; the deactivation is held inside the
+/// runtime (its lease release delayed at `lease.release`) while an add arrives on n2 and waits
+/// for it. The waiting add activates a fresh instance, and every later message on n2 must reach
+/// that same instance (one instance of an actor per node): with no deactivation, crash or
+/// fault in between, the next add returns the next count.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn a_message_behind_a_deactivation_reaches_the_one_new_instance(
+    env: SimEnv,
+) -> Result<(), String> {
+    let cluster = cluster_of::<MemoryCounter>(&env, 1, runtime_config());
+    let actor = ActorId::new("ns", "a0").unwrap();
+    activates_when_free(&cluster, "n2", &actor).await?;
+    let rng = env.rng();
+    let hold = Duration::from_millis(rng.gen_range(20..80));
+    env.arm_point(
+        "lease.release",
+        Some(cluster.nodes[0].node()),
+        PointAction::Delay(hold),
+    );
+    let deactivation = {
+        let c = cluster.services().get("n2").unwrap();
+        let a = actor.clone();
+        support::spawn_on("n2", async move { c.deactivate(&a).await })
+    };
+    env.sleep(Duration::from_millis(rng.gen_range(1..10))).await;
+    let waiting = invoke(&cluster, "n2", &actor, Op::Add).await;
+    let was_active = deactivation.await;
+    let first = match waiting {
+        Some(Ok(v)) => v,
+        other => return Err(format!("the add behind the deactivation failed: {other:?}")),
+    };
+    env.sleep(Duration::from_millis(rng.gen_range(5..50))).await;
+    match invoke(&cluster, "n2", &actor, Op::Add).await {
+        Some(Ok(v)) if v == first + 1 => {}
+        other => {
+            return Err(format!(
+                "SingleActivation (per node) violated: after the add behind the deactivation \
+                 returned {first}, the next add on n2 returned {other:?} (another instance of \
+                 {actor} answered)"
+            ))
+        }
+    }
+    env.trace(format!(
+        "deactivation {was_active:?}, then counts from {first}"
     ));
     verdict(&cluster)
 }

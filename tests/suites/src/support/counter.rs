@@ -32,6 +32,9 @@ pub(crate) enum Op {
     Add,
     /// Returns the value.
     Get,
+    /// Returns the fencing token the instance reports ([`ActorContext::token`]), for a test
+    /// to compare with the actor's fence in the store.
+    Token,
 }
 
 fn decode(bytes: &[u8]) -> Result<u64, ActorError> {
@@ -67,6 +70,9 @@ impl Actor<NodePlatform> for Counter {
         ctx: &ActorContext<NodePlatform>,
         op: Op,
     ) -> Result<u64, ActorError> {
+        if op == Op::Token {
+            return Ok(ctx.token());
+        }
         if op == Op::Add {
             let mut txn = ctx.transaction();
             txn.set(&ctx.id().key("count"), &(self.value + 1).to_le_bytes());
@@ -112,6 +118,9 @@ impl Actor<NodePlatform> for MemoryCounter {
             ctx.platform().node(),
             "ActorContext::node names another node than the instance's platform"
         );
+        if op == Op::Token {
+            return Ok(ctx.token());
+        }
         if op == Op::Add {
             self.value += 1;
         }
