@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use kelpie::gen::{Alphabet, IdGen};
 use kelpie::{FaultKind, NodeStatus, SimEnv};
+
+use crate::support::conflicting::AlwaysConflicting;
 use kelpie_actors::invariants::{
     AgentSnapshot, MessageDurability, SerializableIsolation, TxnOutcome,
 };
@@ -813,68 +815,6 @@ async fn tools_list_and_delete_on_generated_names(env: SimEnv) -> Result<(), Str
     Ok(())
 }
 
-/// A store on which every commit conflicts, as if another writer always got there first;
-/// counts the commits it refused (the fact the retry bound is judged from).
-#[derive(Clone)]
-struct AlwaysConflicting {
-    inner: SimKv,
-    commits: Arc<Mutex<u64>>,
-}
-
-/// [`AlwaysConflicting`]'s transaction: reads and buffers as the store's own, refuses commits.
-struct ConflictingTxn {
-    inner: <SimKv as ActorKV>::Txn,
-    commits: Arc<Mutex<u64>>,
-}
-
-impl ActorKV for AlwaysConflicting {
-    type Txn = ConflictingTxn;
-
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.inner.get(key).await
-    }
-
-    async fn set(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.inner.set(key, value).await
-    }
-
-    async fn delete(&self, key: &[u8]) -> Result<(), KvError> {
-        self.inner.delete(key).await
-    }
-
-    async fn scan_prefix(&self, prefix: &[u8]) -> Result<kelpie_actors::KvPairs, KvError> {
-        self.inner.scan_prefix(prefix).await
-    }
-
-    fn transaction(&self) -> ConflictingTxn {
-        ConflictingTxn {
-            inner: self.inner.transaction(),
-            commits: self.commits.clone(),
-        }
-    }
-}
-
-impl KvTransaction for ConflictingTxn {
-    async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.inner.get(key).await
-    }
-
-    fn set(&mut self, key: &[u8], value: &[u8]) {
-        self.inner.set(key, value);
-    }
-
-    fn delete(&mut self, key: &[u8]) {
-        self.inner.delete(key);
-    }
-
-    async fn commit(self) -> Result<(), KvError> {
-        *lock(&self.commits) += 1;
-        Err(KvError::Conflict {
-            key: "agents/".into(),
-        })
-    }
-}
-
 /// The agent storage retries a conflicting read-modify-write exactly as often as its config
 /// says (`conflict_retries`, drawn per seed), then returns the conflict: the store counts one
 /// commit more than the retries, and nothing was written. The storage reports the config it
@@ -882,11 +822,7 @@ impl KvTransaction for ConflictingTxn {
 #[kelpie::dst_test(seeds = 0..10)]
 async fn conflicts_are_retried_exactly_as_configured(env: SimEnv) -> Result<(), String> {
     let db = env.create_node("db").build();
-    let commits = Arc::new(Mutex::new(0));
-    let kv = AlwaysConflicting {
-        inner: SimKv::new(&db),
-        commits: commits.clone(),
-    };
+    let kv = AlwaysConflicting::new(SimKv::new(&db));
     let retries = env.rng().gen_range(0..6) as u32;
     let config = AdapterConfig {
         conflict_retries: retries,
@@ -900,7 +836,7 @@ async fn conflicts_are_retried_exactly_as_configured(env: SimEnv) -> Result<(), 
         ));
     }
     let result = api.create_agent(&NewAgent::new("a", "A", "s"), 0).await;
-    let attempts = *lock(&commits);
+    let attempts = kv.commits();
     if !matches!(result, Err(ActorError::Kv(KvError::Conflict { .. }))) {
         return Err(format!(
             "create_agent on an always-conflicting store returned {result:?}"
@@ -913,7 +849,7 @@ async fn conflicts_are_retried_exactly_as_configured(env: SimEnv) -> Result<(), 
         ));
     }
     if let Some(v) = kv
-        .inner
+        .inner()
         .get(&AgentKeys::agent("a"))
         .await
         .map_err(|e| e.to_string())?
@@ -921,11 +857,11 @@ async fn conflicts_are_retried_exactly_as_configured(env: SimEnv) -> Result<(), 
         return Err(format!("a refused create left a record: {v:?}"));
     }
     // The block update has its own read-modify-write loop: the same bound.
-    *lock(&commits) = 0;
+    let before = kv.commits();
     let result = api
         .update_block("a", "notes", |old| format!("{old:?}+"))
         .await;
-    let attempts = *lock(&commits);
+    let attempts = kv.commits() - before;
     if !matches!(result, Err(ActorError::Kv(KvError::Conflict { .. })))
         || attempts != u64::from(retries) + 1
     {

@@ -364,3 +364,43 @@ async fn failing_writes_keep_leases_unacquired(env: SimEnv) -> Result<(), String
     }
     Ok(())
 }
+
+/// Lease settings are accepted exactly when they are safe (`safety_margin >= 2 ×
+/// max_clock_skew`, `safety_margin < duration`) and renewable (`renew_interval < duration -
+/// safety_margin`: a holder renews before it stops trusting its lease), judged against those
+/// rules written out here, on settings drawn per seed at and around each boundary.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn lease_settings_are_accepted_exactly_when_safe_and_renewable(
+    env: SimEnv,
+) -> Result<(), String> {
+    let rng = env.rng();
+    let ms = Duration::from_millis;
+    let near = |at: Duration, pick: u64| match pick {
+        0 => at.saturating_sub(ms(1)),
+        1 => at,
+        2 => at + ms(1),
+        _ => at + ms(rng.gen_range(2..400)),
+    };
+    let mut accepted = 0;
+    for _ in 0..200 {
+        let duration = ms(rng.gen_range(1..1000));
+        let skew = ms(rng.gen_range(0..200));
+        let mut config = LeaseConfig::new(duration, skew);
+        config.safety_margin = near(skew * 2, rng.gen_range(0..4));
+        let renewable_below = duration.saturating_sub(config.safety_margin);
+        config.renew_interval = near(renewable_below, rng.gen_range(0..4));
+        let safe = config.safety_margin >= skew * 2 && config.safety_margin < duration;
+        let renewable = !config.renew_interval.is_zero()
+            && config.safety_margin < duration
+            && config.renew_interval < duration - config.safety_margin;
+        let valid = config.validate();
+        if valid.is_ok() != (safe && renewable) {
+            return Err(format!(
+                "{config:?}: validate says {valid:?}; safe {safe}, renewable {renewable}"
+            ));
+        }
+        accepted += u64::from(valid.is_ok());
+    }
+    kelpie::sometimes!(accepted > 0, "a drawn lease config was accepted");
+    Ok(())
+}

@@ -10,6 +10,7 @@
 //! | [`a_failed_release_still_lets_the_actor_move`] | `lease.release` | the first release attempts fail (the store refuses), the release retries |
 //! | [`wal_retries_after_unknown_outcomes_apply_once`] | `wal.append.reply`, `wal.complete.reply` | an append or a complete commits but its reply is lost; the client retries the same idempotency key |
 //! | [`failed_renewals_within_the_lease_keep_the_instance`] | `lease.renew` | renewals fail several times in a row, within the lease; the holder must retry in time and keep its instance (and its in-memory state) |
+//! | [`a_holder_with_a_late_clock_stops_within_its_lease`] | — (clock offsets, a partition) | a holder cut off from the store with its clock behind by the skew bound, a taker whose clock jumps ahead |
 //! | [`a_shut_down_node_releases_its_actors_at_once`] | — | a node shuts down; its leases must be released in the store so another node takes over at once |
 //! | [`a_message_behind_a_deactivation_reaches_the_one_new_instance`] | `lease.release` | a message waits behind a deactivation; later messages must reach the instance it activated, not a second one |
 
@@ -350,11 +351,18 @@ async fn fence_in_store<A: CounterActor>(
 /// `lease.renew` three to five times in a row (the store refuses). A holder retries a failed
 /// renewal sooner than its renewal interval, so it renews before its lease runs out and keeps
 /// the instance — and the state that lives only in it: the client's acknowledged counts must go
-/// up by one each time, with no restart. The instance's token must be its fence in the store.
+/// up by one each time, with no restart. The tokens the instance and its fenced transactions
+/// report must be the actor's fence in the store (2: the actor was activated and released once
+/// before).
 #[kelpie::dst_test(seeds = 0..10)]
 async fn failed_renewals_within_the_lease_keep_the_instance(env: SimEnv) -> Result<(), String> {
     let cluster = cluster_of::<MemoryCounter>(&env, 2, runtime_config());
     let actor = ActorId::new("ns", "a0").unwrap();
+    // A first activation, released: the instance under test runs under the second token.
+    activates_when_free(&cluster, "n2", &actor).await?;
+    let c = cluster.services().get("n2").unwrap();
+    let a = actor.clone();
+    support::run_on("n2", async move { c.deactivate(&a).await }).await;
     activates_when_free(&cluster, "n2", &actor).await?;
     let failures = env.rng().gen_range(3..6) as u32;
     env.arm_point_times(
@@ -398,15 +406,20 @@ async fn failed_renewals_within_the_lease_keep_the_instance(env: SimEnv) -> Resu
             "lease.renew failed {fired} times, armed for {failures}"
         ));
     }
-    let reported = match invoke(&cluster, "n2", &actor, Op::Token).await {
-        Some(Ok(t)) => t,
-        other => return Err(format!("n2 did not report its token: {other:?}")),
-    };
     let fence = fence_in_store(&cluster, &actor).await?;
-    if reported != fence || fence == 0 {
-        return Err(format!(
-            "the instance reports token {reported}, the actor's fence in the store is {fence}"
-        ));
+    for (op, what) in [
+        (Op::Token, "instance"),
+        (Op::TxnToken, "fenced transaction"),
+    ] {
+        match invoke(&cluster, "n2", &actor, op).await {
+            Some(Ok(t)) if t == fence && fence > 1 => {}
+            other => {
+                return Err(format!(
+                    "the {what} reports token {other:?}, the actor's fence in the store is \
+                     {fence} (its second activation)"
+                ))
+            }
+        }
     }
     verdict(&cluster)
 }
@@ -423,6 +436,23 @@ async fn a_shut_down_node_releases_its_actors_at_once(env: SimEnv) -> Result<(),
     ];
     for actor in &actors {
         activates_when_free(&cluster, "n2", actor).await?;
+    }
+    // a1's count is deleted (a fenced delete): it must be gone from the store, and restart at
+    // 1 on the node that takes a1 over.
+    match invoke(&cluster, "n2", &actors[1], Op::Reset).await {
+        Some(Ok(0)) => {}
+        other => return Err(format!("n2 could not reset {}: {other:?}", actors[1])),
+    }
+    let count_key = actors[1].key("count");
+    if let Some(v) = cluster
+        .kv
+        .get(&count_key)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!(
+            "after a fenced delete the count is still stored: {v:?}"
+        ));
     }
     let rt = cluster.services().get("n2").unwrap();
     support::run_on("n2", async move { rt.shutdown().await })
@@ -447,10 +477,15 @@ async fn a_shut_down_node_releases_its_actors_at_once(env: SimEnv) -> Result<(),
                 "after n2's shutdown the lease record of {actor} is {record:?}, not released"
             ));
         }
-        if !until_ok(&cluster, "n3", actor, Op::Add, Duration::from_millis(200)).await {
+        if !until_ok(&cluster, "n3", actor, Op::Get, Duration::from_millis(200)).await {
             return Err(format!(
                 "n3 could not take {actor} within 200 ms after n2 shut down"
             ));
+        }
+        let want = if actor == &actors[1] { 0 } else { 1 };
+        match invoke(&cluster, "n3", actor, Op::Get).await {
+            Some(Ok(v)) if v == want => {}
+            other => return Err(format!("{actor} on n3 counts {other:?}, expected {want}")),
         }
     }
     env.trace(format!(
@@ -506,6 +541,68 @@ async fn a_message_behind_a_deactivation_reaches_the_one_new_instance(
         "deactivation {was_active:?}, then counts from {first}"
     ));
     verdict(&cluster)
+}
+
+/// Clocks at the skew bound in the worst directions: n2 activates an in-memory counter, loses
+/// the store (so it can only trust its last lease until its own clock says it ran out) and its
+/// clock falls behind by `max_clock_skew`; n3 keeps trying to take the actor over and its
+/// clock jumps ahead by the bound while it waits. Clients keep n2 busy. The holder's safety
+/// margin must make it stop before its lease's true duration ends and before n3's grant;
+/// LeaseBoundActivity judges from the grants and true time, not from n2's clock.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn a_holder_with_a_late_clock_stops_within_its_lease(env: SimEnv) -> Result<(), String> {
+    let config = runtime_config();
+    let skew = config.lease.max_clock_skew;
+    let cluster = cluster_of::<MemoryCounter>(&env, 2, config);
+    let actor = ActorId::new("ns", "a0").unwrap();
+    activates_when_free(&cluster, "n2", &actor).await?;
+    let (n2, n3) = (&cluster.nodes[0], &cluster.nodes[1]);
+    env.network().partition(n2.node(), cluster.db.node());
+    n2.set_clock_offset(skew, false);
+    let rng = env.rng();
+    let jump = Duration::from_millis(rng.gen_range(100..300));
+    let jumper = {
+        let (env2, n3) = (env.clone(), n3.clone());
+        env.spawn(async move {
+            env2.sleep(jump).await;
+            n3.set_clock_offset(skew, true);
+        })
+    };
+    let taker = {
+        let (services, a, env2) = (cluster.services(), actor.clone(), env.clone());
+        env.spawn(async move {
+            let deadline = env2.elapsed() + Duration::from_millis(1200);
+            while env2.elapsed() < deadline {
+                if let Some(rt) = services.get("n3") {
+                    let a = a.clone();
+                    let call = support::run_on("n3", async move { rt.invoke(&a, Op::Add).await });
+                    if let Ok(Some(Ok(_))) = env2.timeout(Duration::from_millis(300), call).await {
+                        return true;
+                    }
+                }
+                env2.sleep(Duration::from_millis(env2.rng().gen_range(5..15)))
+                    .await;
+            }
+            false
+        })
+    };
+    let mut served = 0;
+    let until = env.elapsed() + Duration::from_millis(800);
+    while env.elapsed() < until {
+        if let Some(Ok(_)) = invoke(&cluster, "n2", &actor, Op::Get).await {
+            served += 1;
+        }
+        env.sleep(Duration::from_millis(rng.gen_range(2..6))).await;
+    }
+    let _ = jumper.await;
+    let taken = taker.await.unwrap_or(false);
+    env.trace(format!("n2 served {served} gets, n3 took over {taken}"));
+    cluster.checker.check_now();
+    verdict(&cluster)?;
+    if !taken {
+        return Err("Liveness (takeover) violated: n3 never took over the cut-off actor".into());
+    }
+    Ok(())
 }
 
 /// Credits an entry's amount to `ledger/total` and counts its applications under

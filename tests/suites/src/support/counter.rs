@@ -35,6 +35,11 @@ pub(crate) enum Op {
     /// Returns the fencing token the instance reports ([`ActorContext::token`]), for a test
     /// to compare with the actor's fence in the store.
     Token,
+    /// Returns the token its fenced transactions carry (`FencedTxn::token`), likewise.
+    TxnToken,
+    /// Deletes the persisted count in a fenced transaction and restarts at 0 (persisted
+    /// counter only; returns 0).
+    Reset,
 }
 
 fn decode(bytes: &[u8]) -> Result<u64, ActorError> {
@@ -70,8 +75,17 @@ impl Actor<NodePlatform> for Counter {
         ctx: &ActorContext<NodePlatform>,
         op: Op,
     ) -> Result<u64, ActorError> {
-        if op == Op::Token {
-            return Ok(ctx.token());
+        match op {
+            Op::Token => return Ok(ctx.token()),
+            Op::TxnToken => return Ok(ctx.transaction().token()),
+            Op::Reset => {
+                let mut txn = ctx.transaction();
+                txn.delete(&ctx.id().key("count"));
+                txn.commit_fenced().await?;
+                self.value = 0;
+                return Ok(0);
+            }
+            Op::Add | Op::Get => {}
         }
         if op == Op::Add {
             let mut txn = ctx.transaction();
@@ -118,11 +132,12 @@ impl Actor<NodePlatform> for MemoryCounter {
             ctx.platform().node(),
             "ActorContext::node names another node than the instance's platform"
         );
-        if op == Op::Token {
-            return Ok(ctx.token());
-        }
-        if op == Op::Add {
-            self.value += 1;
+        match op {
+            Op::Token => return Ok(ctx.token()),
+            Op::TxnToken => return Ok(ctx.transaction().token()),
+            Op::Reset => self.value = 0,
+            Op::Add => self.value += 1,
+            Op::Get => {}
         }
         Ok(self.value)
     }
