@@ -367,8 +367,10 @@ impl Network {
         deadline: impl FnOnce() -> Instant,
         timer: impl FnOnce() -> madsim::time::Sleep,
     ) {
-        if let Some(waker) = self.pump_waker.clone() {
+        // Taken out for the call and put back: no clone of the waker.
+        if let Some(waker) = self.pump_waker.take() {
             self.arm(at, deadline, timer, &waker);
+            self.pump_waker = Some(waker);
         }
     }
 
@@ -398,16 +400,20 @@ impl Network {
         }
     }
 
-    /// The pump's wait at virtual time `now`: ready if a message is due, else pending with the
-    /// timer armed for the earliest one. `deadline(at)` is the instant of delivery time `at`.
+    /// One wake-up of the delivery pump at virtual time `now`: delivers (or drops) every
+    /// message due, in order, each copy reporting its event to `record` (on the receiver's
+    /// node; `is_down` says whether a receiver is down), then arms the pump's timer for the
+    /// earliest message still in flight. `deadline(at)` is the instant of delivery time `at`.
     #[inline]
-    pub(crate) fn poll_pump(
+    pub(crate) fn pump(
         &mut self,
         now: Duration,
         cx: &Context<'_>,
+        is_down: impl Fn(NodeId) -> bool,
+        mut record: impl FnMut(NodeId, EventKind),
         deadline: impl FnOnce(Duration) -> Instant,
         timer: impl FnOnce() -> madsim::time::Sleep,
-    ) -> Poll<()> {
+    ) {
         if !self
             .pump_waker
             .as_ref()
@@ -415,28 +421,15 @@ impl Network {
         {
             self.pump_waker = Some(cx.waker().clone());
         }
-        match self.in_flight.peek().map(|m| m.at) {
-            Some(at) if at <= now => Poll::Ready(()),
-            Some(at) => {
-                self.arm(at, || deadline(at), timer, cx.waker());
-                Poll::Pending
+        if self.in_flight.peek().is_some_and(|m| m.at <= now) {
+            self.armed = None;
+            while self.in_flight.peek().is_some_and(|m| m.at <= now) {
+                let m = self.in_flight.pop().expect("peeked");
+                m.payload.deliver(self, &is_down, &mut record);
             }
-            None => Poll::Pending,
         }
-    }
-
-    /// Delivers (or drops) every message due at `now`, in order, each copy reporting its
-    /// event to `record` (on the receiver's node). `is_down` says whether a receiver is down.
-    pub(crate) fn deliver_due(
-        &mut self,
-        now: Duration,
-        is_down: impl Fn(NodeId) -> bool,
-        mut record: impl FnMut(NodeId, EventKind),
-    ) {
-        self.armed = None;
-        while self.in_flight.peek().is_some_and(|m| m.at <= now) {
-            let m = self.in_flight.pop().expect("peeked");
-            m.payload.deliver(self, &is_down, &mut record);
+        if let Some(at) = self.in_flight.peek().map(|m| m.at) {
+            self.arm(at, || deadline(at), timer, cx.waker());
         }
     }
 
