@@ -45,7 +45,7 @@ impl Trace {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&mut self, event: TraceEvent) {
         event.hash(&mut self.hasher);
         self.len += 1;

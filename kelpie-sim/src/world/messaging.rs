@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::fault::{FaultKind, Fired, OpKind};
 use crate::ids::NodeId;
+use crate::time::nanos;
 use crate::trace::{stable_hash, DropReason, EventKind, TraceEvent};
 
 use super::net::{Enqueued, Outgoing, SharedMailbox};
@@ -22,12 +23,12 @@ impl State {
         let mut lost = false;
         for f in fired {
             let max = Duration::from_millis(f.spec.param("max_ms").unwrap_or(0).max(1));
-            let mut extra =
-                || Duration::from_nanos(self.faults.draw(f.index, 1..max.as_nanos() as u64 + 1));
+            let max_ns = max.as_nanos() as u64;
+            let mut extra = || self.faults.draw(f.index, 1..max_ns + 1);
             match f.spec.kind() {
                 FaultKind::PacketLoss => lost = true,
-                FaultKind::NetworkDelay => out.latency += extra(),
-                FaultKind::MessageReorder => out.hold_back += extra(),
+                FaultKind::NetworkDelay => out.latency_ns += extra(),
+                FaultKind::MessageReorder => out.hold_back_ns += extra(),
                 FaultKind::MessageDuplicate => out.copies = 2,
                 _ => {}
             }
@@ -65,13 +66,13 @@ impl World {
         } else {
             Vec::new()
         };
-        let (id, latency) = st.net.new_message();
+        let (id, latency_ns) = st.net.new_message();
         let mut out = Outgoing {
             from,
             to,
             id,
-            latency,
-            hold_back: Duration::ZERO,
+            latency_ns,
+            hold_back_ns: 0,
             copies: 1,
         };
         let lost = st.apply_send_faults(&fired, &mut out);
@@ -103,14 +104,15 @@ impl World {
             });
             return;
         }
-        match st.net.enqueue(now, out, msg) {
+        let now_ns = nanos(now);
+        match st.net.enqueue(now_ns, out, msg) {
             Enqueued::Nothing => {}
             Enqueued::StartPump => {
                 drop(guard);
                 self.start_pump();
             }
             Enqueued::Earlier(at) => {
-                let deadline = || self.now_instant() + (at - now);
+                let deadline = || self.now_instant() + Duration::from_nanos(at - now_ns);
                 st.net.rearm(at, deadline, || self.timer());
             }
         }
@@ -125,12 +127,13 @@ impl World {
         let w = self.clone();
         let task = self.sys().spawn(std::future::poll_fn(move |cx| {
             let now = w.elapsed();
+            let now_ns = nanos(now);
             let mut guard = w.lock();
             let st = &mut *guard;
             let nodes = &st.nodes;
             let trace = &mut st.trace;
             st.net.pump(
-                now,
+                now_ns,
                 cx,
                 |to| nodes.is_down(to),
                 |node, kind| {
@@ -140,7 +143,7 @@ impl World {
                         kind,
                     })
                 },
-                |at| w.now_instant() + (at - now),
+                |at| w.now_instant() + Duration::from_nanos(at - now_ns),
                 || w.timer(),
             );
             Poll::<()>::Pending

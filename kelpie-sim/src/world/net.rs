@@ -6,6 +6,8 @@
 //! ones behind it. A cut link drops messages sent over it and messages in flight when they
 //! arrive. A plain value: the fault decisions, the node table and the trace are the world's, and
 //! reach it as arguments (the latency a fault adds, whether a receiver is down, where events go).
+//! Its times are nanoseconds of virtual time since the start of the run (plain integers: the
+//! send and delivery paths add and compare them for every message).
 
 use std::any::{Any, TypeId};
 use std::cmp::Ordering;
@@ -144,8 +146,8 @@ impl<M: Clone + Send + 'static> Payload for Message<M> {
         // One call site for every copy (the last one moves the message), so that delivery
         // folds into this function.
         let mut msg = Some(msg);
-        for copy in 1..=copies {
-            let this = if copy == copies {
+        for copy in 0..copies {
+            let this = if copy + 1 == copies {
                 msg.take()
             } else {
                 msg.clone()
@@ -159,13 +161,14 @@ impl<M: Clone + Send + 'static> Payload for Message<M> {
 
 /// A message in flight, ordered for a min-heap by delivery time, then send order.
 struct InFlight {
-    at: Duration,
+    /// Delivery time, in nanoseconds.
+    at: u64,
     id: u64,
     payload: Box<dyn Payload>,
 }
 
 impl InFlight {
-    fn key(&self) -> (Duration, u64) {
+    fn key(&self) -> (u64, u64) {
         (self.at, self.id)
     }
 }
@@ -197,8 +200,9 @@ pub(crate) enum Enqueued {
     Nothing,
     /// The pump is not running yet: start it.
     StartPump,
-    /// The message is due before every other: bring the pump's timer forward to its time.
-    Earlier(Duration),
+    /// The message is due before every other: bring the pump's timer forward to its time
+    /// (in nanoseconds).
+    Earlier(u64),
 }
 
 /// A message to send, with what the faults decided for it.
@@ -206,9 +210,10 @@ pub(crate) struct Outgoing {
     pub(crate) from: NodeId,
     pub(crate) to: NodeId,
     pub(crate) id: u64,
-    pub(crate) latency: Duration,
-    /// How long a reordering fault holds it back beyond its FIFO place.
-    pub(crate) hold_back: Duration,
+    /// Base latency plus what delay faults add, in nanoseconds.
+    pub(crate) latency_ns: u64,
+    /// How long a reordering fault holds it back beyond its FIFO place, in nanoseconds.
+    pub(crate) hold_back_ns: u64,
     /// 2 if a fault duplicates it.
     pub(crate) copies: u8,
 }
@@ -222,7 +227,7 @@ pub(crate) struct Network {
     /// Cut links, with how many partitions cut each (a link heals when all have healed).
     cuts: BTreeMap<(NodeId, NodeId), u32>,
     /// Delivery time of the last message on each link, for FIFO order.
-    last_delivery: BTreeMap<(NodeId, NodeId), Duration>,
+    last_delivery: BTreeMap<(NodeId, NodeId), u64>,
     /// Messages in flight, earliest delivery (then earliest sent) on top.
     in_flight: BinaryHeap<InFlight>,
     /// Whether the delivery pump runs (started by the first send).
@@ -233,7 +238,7 @@ pub(crate) struct Network {
     /// pump, or by a send that brings the earliest delivery forward, without waking the pump).
     pump_timer: Option<Pin<Box<madsim::time::Sleep>>>,
     /// The delivery time the timer was last registered for.
-    armed: Option<Duration>,
+    armed: Option<u64>,
     /// Bound endpoints: (node, message type) -> `Inbox<M>`.
     mailboxes: BTreeMap<(NodeId, TypeId), Box<dyn Any + Send>>,
 }
@@ -305,22 +310,21 @@ impl Network {
         std::mem::take(&mut self.cuts).into_keys().collect()
     }
 
-    /// Numbers a new message and draws its base latency.
+    /// Numbers a new message and draws its base latency (in nanoseconds).
     #[inline]
-    pub(crate) fn new_message(&mut self) -> (u64, Duration) {
+    pub(crate) fn new_message(&mut self) -> (u64, u64) {
         self.next_msg += 1;
         let range = self.latency_ns.clone();
-        let latency =
-            Duration::from_nanos(range.start + self.rng.gen_range(0..range.end - range.start));
+        let latency = range.start + self.rng.gen_range(0..range.end - range.start);
         (self.next_msg, latency)
     }
 
-    /// Queues `msg` for delivery at its time (sent at `now`): never before the previous
-    /// message on its link, then held back as the faults said.
+    /// Queues `msg` for delivery at its time (sent at `now`, in nanoseconds): never before the
+    /// previous message on its link, then held back as the faults said.
     #[inline]
     pub(crate) fn enqueue<M: Clone + Send + 'static>(
         &mut self,
-        now: Duration,
+        now: u64,
         out: Outgoing,
         msg: M,
     ) -> Enqueued {
@@ -328,16 +332,16 @@ impl Network {
             from,
             to,
             id,
-            latency,
-            hold_back,
+            latency_ns,
+            hold_back_ns,
             copies,
         } = out;
         // FIFO per link: never deliver before the previous message on this link. A held-back
         // (reordered) message does not hold back the ones behind it.
         let last = self.last_delivery.entry((from, to)).or_default();
-        let at = (now + latency).max(*last + Duration::from_nanos(1));
+        let at = (now + latency_ns).max(*last + 1);
         *last = at;
-        let at = at + hold_back;
+        let at = at + hold_back_ns;
         // One delivery pump per run hands every message over at its time, in (time, send
         // order): no task per message. FIFO per link holds because a link's delivery times
         // only grow.
@@ -363,7 +367,7 @@ impl Network {
     #[inline]
     pub(crate) fn rearm(
         &mut self,
-        at: Duration,
+        at: u64,
         deadline: impl FnOnce() -> Instant,
         timer: impl FnOnce() -> madsim::time::Sleep,
     ) {
@@ -380,7 +384,7 @@ impl Network {
     #[inline]
     fn arm(
         &mut self,
-        at: Duration,
+        at: u64,
         deadline: impl FnOnce() -> Instant,
         timer: impl FnOnce() -> madsim::time::Sleep,
         waker: &Waker,
@@ -400,18 +404,18 @@ impl Network {
         }
     }
 
-    /// One wake-up of the delivery pump at virtual time `now`: delivers (or drops) every
+    /// One wake-up of the delivery pump at virtual time `now` (in nanoseconds): delivers (or drops) every
     /// message due, in order, each copy reporting its event to `record` (on the receiver's
     /// node; `is_down` says whether a receiver is down), then arms the pump's timer for the
     /// earliest message still in flight. `deadline(at)` is the instant of delivery time `at`.
     #[inline]
     pub(crate) fn pump(
         &mut self,
-        now: Duration,
+        now: u64,
         cx: &Context<'_>,
         is_down: impl Fn(NodeId) -> bool,
         mut record: impl FnMut(NodeId, EventKind),
-        deadline: impl FnOnce(Duration) -> Instant,
+        deadline: impl FnOnce(u64) -> Instant,
         timer: impl FnOnce() -> madsim::time::Sleep,
     ) {
         if !self
