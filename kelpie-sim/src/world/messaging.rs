@@ -40,7 +40,7 @@ impl State {
 impl World {
     /// Binds `node`'s endpoint for messages of type `M`, replacing (and closing) an earlier
     /// binding.
-    pub(crate) fn bind<M: Send + 'static>(&self, node: NodeId) -> SharedMailbox<M> {
+    pub(crate) fn bind<M: Clone + Send + 'static>(&self, node: NodeId) -> SharedMailbox<M> {
         let (mailbox, old) = self.lock().net.bind::<M>(node);
         // Closed outside the world's lock: closing wakes the old endpoint's receivers.
         drop(old);

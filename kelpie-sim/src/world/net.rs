@@ -8,6 +8,10 @@
 //! reach it as arguments (the latency a fault adds, whether a receiver is down, where events go).
 //! Its times are nanoseconds of virtual time since the start of the run (plain integers: the
 //! send and delivery paths add and compare them for every message).
+//!
+//! The messages of each type wait in their type's `Lane`, beside the endpoints bound for that
+//! type (a delivered message's slot is reused, so a send allocates nothing once the lane has
+//! grown); the delivery order is one heap of (time, send order, lane, slot) over all types.
 
 use std::any::{Any, TypeId};
 use std::cmp::Ordering;
@@ -86,7 +90,7 @@ impl<M> Mailbox<M> {
 
 /// The network's side of a bound endpoint. Dropping it (a new binding, the node killed)
 /// closes the mailbox: queued messages are lost, waiting receivers get `None`.
-struct Inbox<M>(SharedMailbox<M>);
+pub(crate) struct Inbox<M>(SharedMailbox<M>);
 
 impl<M> Inbox<M> {
     /// Queues a message and wakes every waiting receiver (each re-checks the queue, so a
@@ -109,17 +113,6 @@ impl<M> Drop for Inbox<M> {
     }
 }
 
-/// A message in flight with its type erased: hands itself (all its copies) to its receiver.
-trait Payload: Send {
-    /// Delivers each copy (or drops it), reporting an event per copy to `record`.
-    fn deliver(
-        self: Box<Self>,
-        net: &Network,
-        is_down: &dyn Fn(NodeId) -> bool,
-        record: &mut dyn FnMut(NodeId, EventKind),
-    );
-}
-
 /// A message of type `M` with its route.
 struct Message<M> {
     from: NodeId,
@@ -129,10 +122,100 @@ struct Message<M> {
     msg: M,
 }
 
-impl<M: Clone + Send + 'static> Payload for Message<M> {
+/// The messages of one type `M` in flight, and the endpoints bound for `M`, by node.
+struct Lane<M> {
+    /// Messages in flight; the slot of a delivered message is listed in `free` and reused.
+    slots: Vec<Option<Message<M>>>,
+    free: Vec<usize>,
+    inboxes: BTreeMap<NodeId, Inbox<M>>,
+}
+
+impl<M> Lane<M> {
+    fn new() -> Self {
+        Lane {
+            slots: Vec::new(),
+            free: Vec::new(),
+            inboxes: BTreeMap::new(),
+        }
+    }
+
+    /// Stores a message in flight; its slot.
+    fn store(&mut self, message: Message<M>) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(message);
+                slot
+            }
+            None => {
+                self.slots.push(Some(message));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Hands one copy of a message to its receiver's endpoint; the event that says so, or why
+    /// it was dropped.
+    #[inline]
+    fn deliver_one(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        id: u64,
+        msg: M,
+        cuts: &Cuts,
+        is_down: &dyn Fn(NodeId) -> bool,
+    ) -> EventKind {
+        let reason = if cuts.contains_key(&(from, to)) {
+            Some(DropReason::Partition)
+        } else if is_down(to) {
+            Some(DropReason::Unreachable)
+        } else {
+            match self.inboxes.get(&to) {
+                Some(inbox) => {
+                    inbox.push(Envelope { from, msg });
+                    None
+                }
+                None => Some(DropReason::Unreachable),
+            }
+        };
+        match reason {
+            None => EventKind::Deliver { from, msg: id },
+            Some(reason) => EventKind::Drop {
+                to,
+                msg: id,
+                reason,
+            },
+        }
+    }
+}
+
+/// A [`Lane`] with its message type erased, as the network holds it.
+trait AnyLane: Send {
+    /// Delivers (or drops) each copy of the message in `slot`, reporting an event per copy to
+    /// `record` (on the receiver's node), and frees the slot.
     fn deliver(
-        self: Box<Self>,
-        net: &Network,
+        &mut self,
+        slot: usize,
+        cuts: &Cuts,
+        is_down: &dyn Fn(NodeId) -> bool,
+        record: &mut dyn FnMut(NodeId, EventKind),
+    );
+
+    /// Closes `node`'s endpoint for this type, if bound (the node-kill hook).
+    fn reset_node(&mut self, node: NodeId);
+
+    /// Drops every message in flight and every endpoint (the run is over).
+    fn clear(&mut self);
+
+    /// The lane, to be downcast to its type.
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<M: Clone + Send + 'static> AnyLane for Lane<M> {
+    fn deliver(
+        &mut self,
+        slot: usize,
+        cuts: &Cuts,
         is_down: &dyn Fn(NodeId) -> bool,
         record: &mut dyn FnMut(NodeId, EventKind),
     ) {
@@ -142,7 +225,10 @@ impl<M: Clone + Send + 'static> Payload for Message<M> {
             id,
             copies,
             msg,
-        } = *self;
+        } = self.slots[slot]
+            .take()
+            .expect("a message in flight has a slot");
+        self.free.push(slot);
         // One call site for every copy (the last one moves the message), so that delivery
         // folds into this function.
         let mut msg = Some(msg);
@@ -152,19 +238,38 @@ impl<M: Clone + Send + 'static> Payload for Message<M> {
             } else {
                 msg.clone()
             };
-            let kind =
-                net.deliver_one(from, to, id, this.expect("moved by the last copy"), is_down);
+            let this = this.expect("moved by the last copy");
+            let kind = self.deliver_one(from, to, id, this, cuts, is_down);
             record(to, kind);
         }
     }
+
+    fn reset_node(&mut self, node: NodeId) {
+        self.inboxes.remove(&node);
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.free.clear();
+        self.inboxes.clear();
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
-/// A message in flight, ordered for a min-heap by delivery time, then send order.
+/// Cut links, with how many partitions cut each (a link heals when all have healed).
+type Cuts = BTreeMap<(NodeId, NodeId), u32>;
+
+/// A message in flight, ordered for a min-heap by delivery time, then send order; it waits in
+/// slot `slot` of lane `lane`.
 struct InFlight {
     /// Delivery time, in nanoseconds.
     at: u64,
     id: u64,
-    payload: Box<dyn Payload>,
+    lane: usize,
+    slot: usize,
 }
 
 impl InFlight {
@@ -224,8 +329,7 @@ pub(crate) struct Network {
     /// Base latency range in nanoseconds ([`SimConfig::net_latency`](crate::SimConfig)).
     latency_ns: Range<u64>,
     next_msg: u64,
-    /// Cut links, with how many partitions cut each (a link heals when all have healed).
-    cuts: BTreeMap<(NodeId, NodeId), u32>,
+    cuts: Cuts,
     /// Delivery time of the last message on each link, for FIFO order.
     last_delivery: BTreeMap<(NodeId, NodeId), u64>,
     /// Messages in flight, earliest delivery (then earliest sent) on top.
@@ -239,8 +343,10 @@ pub(crate) struct Network {
     pump_timer: Option<Pin<Box<madsim::time::Sleep>>>,
     /// The delivery time the timer was last registered for.
     armed: Option<u64>,
-    /// Bound endpoints: (node, message type) -> `Inbox<M>`.
-    mailboxes: BTreeMap<(NodeId, TypeId), Box<dyn Any + Send>>,
+    /// One lane per message type (a `Lane<M>`), in the order the types were first used;
+    /// `lane_of` finds a type's lane, and lists the lanes in the order of their types' ids.
+    lanes: Vec<Box<dyn AnyLane>>,
+    lane_of: BTreeMap<TypeId, usize>,
 }
 
 impl Network {
@@ -256,32 +362,53 @@ impl Network {
             pump_waker: None,
             pump_timer: None,
             armed: None,
-            mailboxes: BTreeMap::new(),
+            lanes: Vec::new(),
+            lane_of: BTreeMap::new(),
         }
     }
 
     /// Drops every message in flight and every mailbox (the run is over).
     pub(crate) fn clear(&mut self) {
         self.in_flight.clear();
-        self.mailboxes.clear();
+        self.lanes.iter_mut().for_each(|lane| lane.clear());
         self.pump_timer = None;
         self.pump_waker = None;
     }
 
     /// The node-kill hook: a killed node loses its endpoints and every message queued in them.
     pub(crate) fn reset_node(&mut self, node: NodeId) {
-        self.mailboxes.retain(|(n, _), _| *n != node);
+        // In the order of the types' ids, as ever (closing wakes the endpoint's receivers).
+        for &lane in self.lane_of.values() {
+            self.lanes[lane].reset_node(node);
+        }
+    }
+
+    /// The lane of message type `M` (made on first use), with its index.
+    #[inline]
+    fn lane<M: Clone + Send + 'static>(&mut self) -> (usize, &mut Lane<M>) {
+        let index = *self.lane_of.entry(TypeId::of::<M>()).or_insert_with(|| {
+            self.lanes.push(Box::new(Lane::<M>::new()));
+            self.lanes.len() - 1
+        });
+        let lane = self.lanes[index]
+            .as_any()
+            .downcast_mut::<Lane<M>>()
+            .expect("a lane holds the type it is filed under");
+        (index, lane)
     }
 
     /// Binds `node`'s endpoint for messages of type `M`; returns its mailbox and the binding
     /// it replaces (to be dropped, which closes it, outside the caller's locks).
-    pub(crate) fn bind<M: Send + 'static>(
+    pub(crate) fn bind<M: Clone + Send + 'static>(
         &mut self,
         node: NodeId,
-    ) -> (SharedMailbox<M>, Option<Box<dyn Any + Send>>) {
+    ) -> (SharedMailbox<M>, Option<Inbox<M>>) {
         let mailbox = Mailbox::shared();
-        let key = (node, TypeId::of::<M>());
-        let old = self.mailboxes.insert(key, Box::new(Inbox(mailbox.clone())));
+        let old = self
+            .lane::<M>()
+            .1
+            .inboxes
+            .insert(node, Inbox(mailbox.clone()));
         (mailbox, old)
     }
 
@@ -346,14 +473,15 @@ impl Network {
         // order): no task per message. FIFO per link holds because a link's delivery times
         // only grow.
         let earlier = self.in_flight.peek().is_none_or(|first| at < first.at);
-        let payload = Box::new(Message {
+        let (lane, messages) = self.lane::<M>();
+        let slot = messages.store(Message {
             from,
             to,
             id,
             copies,
             msg,
         });
-        self.in_flight.push(InFlight { at, id, payload });
+        self.in_flight.push(InFlight { at, id, lane, slot });
         if !std::mem::replace(&mut self.pump, true) {
             Enqueued::StartPump
         } else if earlier && self.pump_waker.is_some() {
@@ -429,49 +557,11 @@ impl Network {
             self.armed = None;
             while self.in_flight.peek().is_some_and(|m| m.at <= now) {
                 let m = self.in_flight.pop().expect("peeked");
-                m.payload.deliver(self, &is_down, &mut record);
+                self.lanes[m.lane].deliver(m.slot, &self.cuts, &is_down, &mut record);
             }
         }
         if let Some(at) = self.in_flight.peek().map(|m| m.at) {
             self.arm(at, || deadline(at), timer, cx.waker());
-        }
-    }
-
-    /// Hands one copy of a message to its receiver's endpoint; the event that says so, or why
-    /// it was dropped.
-    #[inline]
-    fn deliver_one<M: Send + 'static>(
-        &self,
-        from: NodeId,
-        to: NodeId,
-        id: u64,
-        msg: M,
-        is_down: &dyn Fn(NodeId) -> bool,
-    ) -> EventKind {
-        let reason = if self.is_cut(from, to) {
-            Some(DropReason::Partition)
-        } else if is_down(to) {
-            Some(DropReason::Unreachable)
-        } else {
-            let inbox = self
-                .mailboxes
-                .get(&(to, TypeId::of::<M>()))
-                .and_then(|b| b.downcast_ref::<Inbox<M>>());
-            match inbox {
-                Some(inbox) => {
-                    inbox.push(Envelope { from, msg });
-                    None
-                }
-                None => Some(DropReason::Unreachable),
-            }
-        };
-        match reason {
-            None => EventKind::Deliver { from, msg: id },
-            Some(reason) => EventKind::Drop {
-                to,
-                msg: id,
-                reason,
-            },
         }
     }
 }
