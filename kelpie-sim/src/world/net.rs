@@ -330,8 +330,9 @@ pub(crate) struct Network {
     latency_ns: Range<u64>,
     next_msg: u64,
     cuts: Cuts,
-    /// Delivery time of the last message on each link, for FIFO order.
-    last_delivery: BTreeMap<(NodeId, NodeId), u64>,
+    /// Delivery time of the last message on each link, for FIFO order: `[from][to]` by node
+    /// index (grown as nodes send).
+    last_delivery: Vec<Vec<u64>>,
     /// Messages in flight, earliest delivery (then earliest sent) on top.
     in_flight: BinaryHeap<InFlight>,
     /// Whether the delivery pump runs (started by the first send).
@@ -347,6 +348,8 @@ pub(crate) struct Network {
     /// `lane_of` finds a type's lane, and lists the lanes in the order of their types' ids.
     lanes: Vec<Box<dyn AnyLane>>,
     lane_of: BTreeMap<TypeId, usize>,
+    /// The type last looked up and its lane (a run mostly sends one type): no map search.
+    last_lane: Option<(TypeId, usize)>,
 }
 
 impl Network {
@@ -356,7 +359,7 @@ impl Network {
             latency_ns: nanos(latency.start)..nanos(latency.end),
             next_msg: 0,
             cuts: BTreeMap::new(),
-            last_delivery: BTreeMap::new(),
+            last_delivery: Vec::new(),
             in_flight: BinaryHeap::new(),
             pump: false,
             pump_waker: None,
@@ -364,6 +367,7 @@ impl Network {
             armed: None,
             lanes: Vec::new(),
             lane_of: BTreeMap::new(),
+            last_lane: None,
         }
     }
 
@@ -386,10 +390,18 @@ impl Network {
     /// The lane of message type `M` (made on first use), with its index.
     #[inline]
     fn lane<M: Clone + Send + 'static>(&mut self) -> (usize, &mut Lane<M>) {
-        let index = *self.lane_of.entry(TypeId::of::<M>()).or_insert_with(|| {
-            self.lanes.push(Box::new(Lane::<M>::new()));
-            self.lanes.len() - 1
-        });
+        let ty = TypeId::of::<M>();
+        let index = match self.last_lane {
+            Some((last, index)) if last == ty => index,
+            _ => {
+                let index = *self.lane_of.entry(ty).or_insert_with(|| {
+                    self.lanes.push(Box::new(Lane::<M>::new()));
+                    self.lanes.len() - 1
+                });
+                self.last_lane = Some((ty, index));
+                index
+            }
+        };
         let lane = self.lanes[index]
             .as_any()
             .downcast_mut::<Lane<M>>()
@@ -465,7 +477,7 @@ impl Network {
         } = out;
         // FIFO per link: never deliver before the previous message on this link. A held-back
         // (reordered) message does not hold back the ones behind it.
-        let last = self.last_delivery.entry((from, to)).or_default();
+        let last = grown(grown(&mut self.last_delivery, from.index()), to.index());
         let at = (now + latency_ns).max(*last + 1);
         *last = at;
         let at = at + hold_back_ns;
@@ -564,4 +576,13 @@ impl Network {
             self.arm(at, || deadline(at), timer, cx.waker());
         }
     }
+}
+
+/// Element `i` of `v`, which is first grown with default values if it is shorter.
+#[inline]
+fn grown<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
+    if v.len() <= i {
+        v.resize_with(i + 1, T::default);
+    }
+    &mut v[i]
 }
