@@ -45,6 +45,7 @@ impl Trace {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn record(&mut self, event: TraceEvent) {
         event.hash(&mut self.hasher);
         self.len += 1;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::fault::{FaultKind, Fired, OpKind};
 use crate::ids::NodeId;
+use crate::time::nanos;
 use crate::trace::{stable_hash, DropReason, EventKind, TraceEvent};
 
 use super::net::{Enqueued, Outgoing, SharedMailbox};
@@ -22,12 +23,12 @@ impl State {
         let mut lost = false;
         for f in fired {
             let max = Duration::from_millis(f.spec.param("max_ms").unwrap_or(0).max(1));
-            let mut extra =
-                || Duration::from_nanos(self.faults.draw(f.index, 1..max.as_nanos() as u64 + 1));
+            let max_ns = max.as_nanos() as u64;
+            let mut extra = || self.faults.draw(f.index, 1..max_ns + 1);
             match f.spec.kind() {
                 FaultKind::PacketLoss => lost = true,
-                FaultKind::NetworkDelay => out.latency += extra(),
-                FaultKind::MessageReorder => out.hold_back += extra(),
+                FaultKind::NetworkDelay => out.latency_ns += extra(),
+                FaultKind::MessageReorder => out.hold_back_ns += extra(),
                 FaultKind::MessageDuplicate => out.copies = 2,
                 _ => {}
             }
@@ -39,7 +40,7 @@ impl State {
 impl World {
     /// Binds `node`'s endpoint for messages of type `M`, replacing (and closing) an earlier
     /// binding.
-    pub(crate) fn bind<M: Send + 'static>(&self, node: NodeId) -> SharedMailbox<M> {
+    pub(crate) fn bind<M: Clone + Send + 'static>(&self, node: NodeId) -> SharedMailbox<M> {
         let (mailbox, old) = self.lock().net.bind::<M>(node);
         // Closed outside the world's lock: closing wakes the old endpoint's receivers.
         drop(old);
@@ -59,14 +60,19 @@ impl World {
         let content = stable_hash(&msg);
         let mut guard = self.lock();
         let st = &mut *guard;
-        let fired = self.decide_locked(st, now, OpKind::Send, from, None);
-        let (id, latency) = st.net.new_message();
+        // No call at all when no declared fault applies to sends (the common case).
+        let fired = if self.fault_ops & (1 << OpKind::Send as u32) != 0 {
+            self.decide_locked(st, now, OpKind::Send, from, None)
+        } else {
+            Vec::new()
+        };
+        let (id, latency_ns) = st.net.new_message();
         let mut out = Outgoing {
             from,
             to,
             id,
-            latency,
-            hold_back: Duration::ZERO,
+            latency_ns,
+            hold_back_ns: 0,
             copies: 1,
         };
         let lost = st.apply_send_faults(&fired, &mut out);
@@ -98,56 +104,50 @@ impl World {
             });
             return;
         }
-        match st.net.enqueue(now, out, msg) {
+        let now_ns = nanos(now);
+        match st.net.enqueue(now_ns, out, msg) {
             Enqueued::Nothing => {}
             Enqueued::StartPump => {
                 drop(guard);
                 self.start_pump();
             }
             Enqueued::Earlier(at) => {
-                let deadline = || self.now_instant() + (at - now);
+                let deadline = || self.now_instant() + Duration::from_nanos(at - now_ns);
                 st.net.rearm(at, deadline, || self.timer());
             }
         }
     }
 
-    /// The delivery pump: sleeps until the earliest message in flight is due, then delivers
-    /// everything due, in order. It is woken only by its timer: a send that brings the
-    /// earliest delivery forward re-registers the timer itself.
+    /// The delivery pump: a task that never finishes; each time its timer wakes it, it
+    /// delivers everything due, in order, and re-arms the timer for the next delivery. It is
+    /// woken only by its timer: a send that brings the earliest delivery forward re-registers
+    /// the timer itself.
     fn start_pump(self: &Arc<Self>) {
         let site = Location::caller();
         let w = self.clone();
-        let task = self.sys().spawn(async move {
-            loop {
-                std::future::poll_fn(|cx| {
-                    let now = w.elapsed();
-                    let deadline = |at| w.now_instant() + (at - now);
-                    let poll = w.lock().net.poll_pump(now, cx, deadline, || w.timer());
-                    if poll.is_ready() {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending
-                    }
-                })
-                .await;
-                let now = w.elapsed();
-                let mut guard = w.lock();
-                let st = &mut *guard;
-                let nodes = &st.nodes;
-                let trace = &mut st.trace;
-                st.net.deliver_due(
-                    now,
-                    |to| nodes.is_down(to),
-                    |node, kind| {
-                        trace.record(TraceEvent {
-                            at: now,
-                            node,
-                            kind,
-                        })
-                    },
-                );
-            }
-        });
+        let task = self.sys().spawn(std::future::poll_fn(move |cx| {
+            let now = w.elapsed();
+            let now_ns = nanos(now);
+            let mut guard = w.lock();
+            let st = &mut *guard;
+            let nodes = &st.nodes;
+            let trace = &mut st.trace;
+            st.net.pump(
+                now_ns,
+                cx,
+                |to| nodes.is_down(to),
+                |node, kind| {
+                    trace.record(TraceEvent {
+                        at: now,
+                        node,
+                        kind,
+                    })
+                },
+                |at| w.now_instant() + Duration::from_nanos(at - now_ns),
+                || w.timer(),
+            );
+            Poll::<()>::Pending
+        }));
         self.lock().tasks.track(&task, None, site);
     }
 }

@@ -6,6 +6,12 @@
 //! ones behind it. A cut link drops messages sent over it and messages in flight when they
 //! arrive. A plain value: the fault decisions, the node table and the trace are the world's, and
 //! reach it as arguments (the latency a fault adds, whether a receiver is down, where events go).
+//! Its times are nanoseconds of virtual time since the start of the run (plain integers: the
+//! send and delivery paths add and compare them for every message).
+//!
+//! The messages of each type wait in their type's `Lane`, beside the endpoints bound for that
+//! type (a delivered message's slot is reused, so a send allocates nothing once the lane has
+//! grown); the delivery order is one heap of (time, send order, lane, slot) over all types.
 
 use std::any::{Any, TypeId};
 use std::cmp::Ordering;
@@ -84,7 +90,7 @@ impl<M> Mailbox<M> {
 
 /// The network's side of a bound endpoint. Dropping it (a new binding, the node killed)
 /// closes the mailbox: queued messages are lost, waiting receivers get `None`.
-struct Inbox<M>(SharedMailbox<M>);
+pub(crate) struct Inbox<M>(SharedMailbox<M>);
 
 impl<M> Inbox<M> {
     /// Queues a message and wakes every waiting receiver (each re-checks the queue, so a
@@ -107,17 +113,6 @@ impl<M> Drop for Inbox<M> {
     }
 }
 
-/// A message in flight with its type erased: hands itself (all its copies) to its receiver.
-trait Payload: Send {
-    /// Delivers each copy (or drops it), reporting an event per copy to `record`.
-    fn deliver(
-        self: Box<Self>,
-        net: &Network,
-        is_down: &dyn Fn(NodeId) -> bool,
-        record: &mut dyn FnMut(NodeId, EventKind),
-    );
-}
-
 /// A message of type `M` with its route.
 struct Message<M> {
     from: NodeId,
@@ -127,10 +122,100 @@ struct Message<M> {
     msg: M,
 }
 
-impl<M: Clone + Send + 'static> Payload for Message<M> {
+/// The messages of one type `M` in flight, and the endpoints bound for `M`, by node.
+struct Lane<M> {
+    /// Messages in flight; the slot of a delivered message is listed in `free` and reused.
+    slots: Vec<Option<Message<M>>>,
+    free: Vec<usize>,
+    inboxes: BTreeMap<NodeId, Inbox<M>>,
+}
+
+impl<M> Lane<M> {
+    fn new() -> Self {
+        Lane {
+            slots: Vec::new(),
+            free: Vec::new(),
+            inboxes: BTreeMap::new(),
+        }
+    }
+
+    /// Stores a message in flight; its slot.
+    fn store(&mut self, message: Message<M>) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(message);
+                slot
+            }
+            None => {
+                self.slots.push(Some(message));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Hands one copy of a message to its receiver's endpoint; the event that says so, or why
+    /// it was dropped.
+    #[inline]
+    fn deliver_one(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        id: u64,
+        msg: M,
+        cuts: &Cuts,
+        is_down: &dyn Fn(NodeId) -> bool,
+    ) -> EventKind {
+        let reason = if cuts.contains_key(&(from, to)) {
+            Some(DropReason::Partition)
+        } else if is_down(to) {
+            Some(DropReason::Unreachable)
+        } else {
+            match self.inboxes.get(&to) {
+                Some(inbox) => {
+                    inbox.push(Envelope { from, msg });
+                    None
+                }
+                None => Some(DropReason::Unreachable),
+            }
+        };
+        match reason {
+            None => EventKind::Deliver { from, msg: id },
+            Some(reason) => EventKind::Drop {
+                to,
+                msg: id,
+                reason,
+            },
+        }
+    }
+}
+
+/// A [`Lane`] with its message type erased, as the network holds it.
+trait AnyLane: Send {
+    /// Delivers (or drops) each copy of the message in `slot`, reporting an event per copy to
+    /// `record` (on the receiver's node), and frees the slot.
     fn deliver(
-        self: Box<Self>,
-        net: &Network,
+        &mut self,
+        slot: usize,
+        cuts: &Cuts,
+        is_down: &dyn Fn(NodeId) -> bool,
+        record: &mut dyn FnMut(NodeId, EventKind),
+    );
+
+    /// Closes `node`'s endpoint for this type, if bound (the node-kill hook).
+    fn reset_node(&mut self, node: NodeId);
+
+    /// Drops every message in flight and every endpoint (the run is over).
+    fn clear(&mut self);
+
+    /// The lane, to be downcast to its type.
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<M: Clone + Send + 'static> AnyLane for Lane<M> {
+    fn deliver(
+        &mut self,
+        slot: usize,
+        cuts: &Cuts,
         is_down: &dyn Fn(NodeId) -> bool,
         record: &mut dyn FnMut(NodeId, EventKind),
     ) {
@@ -140,32 +225,55 @@ impl<M: Clone + Send + 'static> Payload for Message<M> {
             id,
             copies,
             msg,
-        } = *self;
+        } = self.slots[slot]
+            .take()
+            .expect("a message in flight has a slot");
+        self.free.push(slot);
         // One call site for every copy (the last one moves the message), so that delivery
         // folds into this function.
         let mut msg = Some(msg);
-        for copy in 1..=copies {
-            let this = if copy == copies {
+        for copy in 0..copies {
+            let this = if copy + 1 == copies {
                 msg.take()
             } else {
                 msg.clone()
             };
-            let kind =
-                net.deliver_one(from, to, id, this.expect("moved by the last copy"), is_down);
+            let this = this.expect("moved by the last copy");
+            let kind = self.deliver_one(from, to, id, this, cuts, is_down);
             record(to, kind);
         }
     }
+
+    fn reset_node(&mut self, node: NodeId) {
+        self.inboxes.remove(&node);
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.free.clear();
+        self.inboxes.clear();
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
-/// A message in flight, ordered for a min-heap by delivery time, then send order.
+/// Cut links, with how many partitions cut each (a link heals when all have healed).
+type Cuts = BTreeMap<(NodeId, NodeId), u32>;
+
+/// A message in flight, ordered for a min-heap by delivery time, then send order; it waits in
+/// slot `slot` of lane `lane`.
 struct InFlight {
-    at: Duration,
+    /// Delivery time, in nanoseconds.
+    at: u64,
     id: u64,
-    payload: Box<dyn Payload>,
+    lane: usize,
+    slot: usize,
 }
 
 impl InFlight {
-    fn key(&self) -> (Duration, u64) {
+    fn key(&self) -> (u64, u64) {
         (self.at, self.id)
     }
 }
@@ -197,8 +305,9 @@ pub(crate) enum Enqueued {
     Nothing,
     /// The pump is not running yet: start it.
     StartPump,
-    /// The message is due before every other: bring the pump's timer forward to its time.
-    Earlier(Duration),
+    /// The message is due before every other: bring the pump's timer forward to its time
+    /// (in nanoseconds).
+    Earlier(u64),
 }
 
 /// A message to send, with what the faults decided for it.
@@ -206,9 +315,10 @@ pub(crate) struct Outgoing {
     pub(crate) from: NodeId,
     pub(crate) to: NodeId,
     pub(crate) id: u64,
-    pub(crate) latency: Duration,
-    /// How long a reordering fault holds it back beyond its FIFO place.
-    pub(crate) hold_back: Duration,
+    /// Base latency plus what delay faults add, in nanoseconds.
+    pub(crate) latency_ns: u64,
+    /// How long a reordering fault holds it back beyond its FIFO place, in nanoseconds.
+    pub(crate) hold_back_ns: u64,
     /// 2 if a fault duplicates it.
     pub(crate) copies: u8,
 }
@@ -219,10 +329,10 @@ pub(crate) struct Network {
     /// Base latency range in nanoseconds ([`SimConfig::net_latency`](crate::SimConfig)).
     latency_ns: Range<u64>,
     next_msg: u64,
-    /// Cut links, with how many partitions cut each (a link heals when all have healed).
-    cuts: BTreeMap<(NodeId, NodeId), u32>,
-    /// Delivery time of the last message on each link, for FIFO order.
-    last_delivery: BTreeMap<(NodeId, NodeId), Duration>,
+    cuts: Cuts,
+    /// Delivery time of the last message on each link, for FIFO order: `[from][to]` by node
+    /// index (grown as nodes send).
+    last_delivery: Vec<Vec<u64>>,
     /// Messages in flight, earliest delivery (then earliest sent) on top.
     in_flight: BinaryHeap<InFlight>,
     /// Whether the delivery pump runs (started by the first send).
@@ -233,9 +343,13 @@ pub(crate) struct Network {
     /// pump, or by a send that brings the earliest delivery forward, without waking the pump).
     pump_timer: Option<Pin<Box<madsim::time::Sleep>>>,
     /// The delivery time the timer was last registered for.
-    armed: Option<Duration>,
-    /// Bound endpoints: (node, message type) -> `Inbox<M>`.
-    mailboxes: BTreeMap<(NodeId, TypeId), Box<dyn Any + Send>>,
+    armed: Option<u64>,
+    /// One lane per message type (a `Lane<M>`), in the order the types were first used;
+    /// `lane_of` finds a type's lane, and lists the lanes in the order of their types' ids.
+    lanes: Vec<Box<dyn AnyLane>>,
+    lane_of: BTreeMap<TypeId, usize>,
+    /// The type last looked up and its lane (a run mostly sends one type): no map search.
+    last_lane: Option<(TypeId, usize)>,
 }
 
 impl Network {
@@ -245,38 +359,68 @@ impl Network {
             latency_ns: nanos(latency.start)..nanos(latency.end),
             next_msg: 0,
             cuts: BTreeMap::new(),
-            last_delivery: BTreeMap::new(),
+            last_delivery: Vec::new(),
             in_flight: BinaryHeap::new(),
             pump: false,
             pump_waker: None,
             pump_timer: None,
             armed: None,
-            mailboxes: BTreeMap::new(),
+            lanes: Vec::new(),
+            lane_of: BTreeMap::new(),
+            last_lane: None,
         }
     }
 
     /// Drops every message in flight and every mailbox (the run is over).
     pub(crate) fn clear(&mut self) {
         self.in_flight.clear();
-        self.mailboxes.clear();
+        self.lanes.iter_mut().for_each(|lane| lane.clear());
         self.pump_timer = None;
         self.pump_waker = None;
     }
 
     /// The node-kill hook: a killed node loses its endpoints and every message queued in them.
     pub(crate) fn reset_node(&mut self, node: NodeId) {
-        self.mailboxes.retain(|(n, _), _| *n != node);
+        // In the order of the types' ids, as ever (closing wakes the endpoint's receivers).
+        for &lane in self.lane_of.values() {
+            self.lanes[lane].reset_node(node);
+        }
+    }
+
+    /// The lane of message type `M` (made on first use), with its index.
+    #[inline]
+    fn lane<M: Clone + Send + 'static>(&mut self) -> (usize, &mut Lane<M>) {
+        let ty = TypeId::of::<M>();
+        let index = match self.last_lane {
+            Some((last, index)) if last == ty => index,
+            _ => {
+                let index = *self.lane_of.entry(ty).or_insert_with(|| {
+                    self.lanes.push(Box::new(Lane::<M>::new()));
+                    self.lanes.len() - 1
+                });
+                self.last_lane = Some((ty, index));
+                index
+            }
+        };
+        let lane = self.lanes[index]
+            .as_any()
+            .downcast_mut::<Lane<M>>()
+            .expect("a lane holds the type it is filed under");
+        (index, lane)
     }
 
     /// Binds `node`'s endpoint for messages of type `M`; returns its mailbox and the binding
     /// it replaces (to be dropped, which closes it, outside the caller's locks).
-    pub(crate) fn bind<M: Send + 'static>(
+    pub(crate) fn bind<M: Clone + Send + 'static>(
         &mut self,
         node: NodeId,
-    ) -> (SharedMailbox<M>, Option<Box<dyn Any + Send>>) {
+    ) -> (SharedMailbox<M>, Option<Inbox<M>>) {
         let mailbox = Mailbox::shared();
-        let key = (node, TypeId::of::<M>());
-        let old = self.mailboxes.insert(key, Box::new(Inbox(mailbox.clone())));
+        let old = self
+            .lane::<M>()
+            .1
+            .inboxes
+            .insert(node, Inbox(mailbox.clone()));
         (mailbox, old)
     }
 
@@ -305,22 +449,21 @@ impl Network {
         std::mem::take(&mut self.cuts).into_keys().collect()
     }
 
-    /// Numbers a new message and draws its base latency.
+    /// Numbers a new message and draws its base latency (in nanoseconds).
     #[inline]
-    pub(crate) fn new_message(&mut self) -> (u64, Duration) {
+    pub(crate) fn new_message(&mut self) -> (u64, u64) {
         self.next_msg += 1;
         let range = self.latency_ns.clone();
-        let latency =
-            Duration::from_nanos(range.start + self.rng.gen_range(0..range.end - range.start));
+        let latency = range.start + self.rng.gen_range(0..range.end - range.start);
         (self.next_msg, latency)
     }
 
-    /// Queues `msg` for delivery at its time (sent at `now`): never before the previous
-    /// message on its link, then held back as the faults said.
+    /// Queues `msg` for delivery at its time (sent at `now`, in nanoseconds): never before the
+    /// previous message on its link, then held back as the faults said.
     #[inline]
     pub(crate) fn enqueue<M: Clone + Send + 'static>(
         &mut self,
-        now: Duration,
+        now: u64,
         out: Outgoing,
         msg: M,
     ) -> Enqueued {
@@ -328,28 +471,29 @@ impl Network {
             from,
             to,
             id,
-            latency,
-            hold_back,
+            latency_ns,
+            hold_back_ns,
             copies,
         } = out;
         // FIFO per link: never deliver before the previous message on this link. A held-back
         // (reordered) message does not hold back the ones behind it.
-        let last = self.last_delivery.entry((from, to)).or_default();
-        let at = (now + latency).max(*last + Duration::from_nanos(1));
+        let last = grown(grown(&mut self.last_delivery, from.index()), to.index());
+        let at = (now + latency_ns).max(*last + 1);
         *last = at;
-        let at = at + hold_back;
+        let at = at + hold_back_ns;
         // One delivery pump per run hands every message over at its time, in (time, send
         // order): no task per message. FIFO per link holds because a link's delivery times
         // only grow.
         let earlier = self.in_flight.peek().is_none_or(|first| at < first.at);
-        let payload = Box::new(Message {
+        let (lane, messages) = self.lane::<M>();
+        let slot = messages.store(Message {
             from,
             to,
             id,
             copies,
             msg,
         });
-        self.in_flight.push(InFlight { at, id, payload });
+        self.in_flight.push(InFlight { at, id, lane, slot });
         if !std::mem::replace(&mut self.pump, true) {
             Enqueued::StartPump
         } else if earlier && self.pump_waker.is_some() {
@@ -363,12 +507,14 @@ impl Network {
     #[inline]
     pub(crate) fn rearm(
         &mut self,
-        at: Duration,
+        at: u64,
         deadline: impl FnOnce() -> Instant,
         timer: impl FnOnce() -> madsim::time::Sleep,
     ) {
-        if let Some(waker) = self.pump_waker.clone() {
+        // Taken out for the call and put back: no clone of the waker.
+        if let Some(waker) = self.pump_waker.take() {
             self.arm(at, deadline, timer, &waker);
+            self.pump_waker = Some(waker);
         }
     }
 
@@ -378,7 +524,7 @@ impl Network {
     #[inline]
     fn arm(
         &mut self,
-        at: Duration,
+        at: u64,
         deadline: impl FnOnce() -> Instant,
         timer: impl FnOnce() -> madsim::time::Sleep,
         waker: &Waker,
@@ -398,16 +544,20 @@ impl Network {
         }
     }
 
-    /// The pump's wait at virtual time `now`: ready if a message is due, else pending with the
-    /// timer armed for the earliest one. `deadline(at)` is the instant of delivery time `at`.
+    /// One wake-up of the delivery pump at virtual time `now` (in nanoseconds): delivers (or drops) every
+    /// message due, in order, each copy reporting its event to `record` (on the receiver's
+    /// node; `is_down` says whether a receiver is down), then arms the pump's timer for the
+    /// earliest message still in flight. `deadline(at)` is the instant of delivery time `at`.
     #[inline]
-    pub(crate) fn poll_pump(
+    pub(crate) fn pump(
         &mut self,
-        now: Duration,
+        now: u64,
         cx: &Context<'_>,
-        deadline: impl FnOnce(Duration) -> Instant,
+        is_down: impl Fn(NodeId) -> bool,
+        mut record: impl FnMut(NodeId, EventKind),
+        deadline: impl FnOnce(u64) -> Instant,
         timer: impl FnOnce() -> madsim::time::Sleep,
-    ) -> Poll<()> {
+    ) {
         if !self
             .pump_waker
             .as_ref()
@@ -415,66 +565,24 @@ impl Network {
         {
             self.pump_waker = Some(cx.waker().clone());
         }
-        match self.in_flight.peek().map(|m| m.at) {
-            Some(at) if at <= now => Poll::Ready(()),
-            Some(at) => {
-                self.arm(at, || deadline(at), timer, cx.waker());
-                Poll::Pending
+        if self.in_flight.peek().is_some_and(|m| m.at <= now) {
+            self.armed = None;
+            while self.in_flight.peek().is_some_and(|m| m.at <= now) {
+                let m = self.in_flight.pop().expect("peeked");
+                self.lanes[m.lane].deliver(m.slot, &self.cuts, &is_down, &mut record);
             }
-            None => Poll::Pending,
+        }
+        if let Some(at) = self.in_flight.peek().map(|m| m.at) {
+            self.arm(at, || deadline(at), timer, cx.waker());
         }
     }
+}
 
-    /// Delivers (or drops) every message due at `now`, in order, each copy reporting its
-    /// event to `record` (on the receiver's node). `is_down` says whether a receiver is down.
-    pub(crate) fn deliver_due(
-        &mut self,
-        now: Duration,
-        is_down: impl Fn(NodeId) -> bool,
-        mut record: impl FnMut(NodeId, EventKind),
-    ) {
-        self.armed = None;
-        while self.in_flight.peek().is_some_and(|m| m.at <= now) {
-            let m = self.in_flight.pop().expect("peeked");
-            m.payload.deliver(self, &is_down, &mut record);
-        }
+/// Element `i` of `v`, which is first grown with default values if it is shorter.
+#[inline]
+fn grown<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
+    if v.len() <= i {
+        v.resize_with(i + 1, T::default);
     }
-
-    /// Hands one copy of a message to its receiver's endpoint; the event that says so, or why
-    /// it was dropped.
-    #[inline]
-    fn deliver_one<M: Send + 'static>(
-        &self,
-        from: NodeId,
-        to: NodeId,
-        id: u64,
-        msg: M,
-        is_down: &dyn Fn(NodeId) -> bool,
-    ) -> EventKind {
-        let reason = if self.is_cut(from, to) {
-            Some(DropReason::Partition)
-        } else if is_down(to) {
-            Some(DropReason::Unreachable)
-        } else {
-            let inbox = self
-                .mailboxes
-                .get(&(to, TypeId::of::<M>()))
-                .and_then(|b| b.downcast_ref::<Inbox<M>>());
-            match inbox {
-                Some(inbox) => {
-                    inbox.push(Envelope { from, msg });
-                    None
-                }
-                None => Some(DropReason::Unreachable),
-            }
-        };
-        match reason {
-            None => EventKind::Deliver { from, msg: id },
-            Some(reason) => EventKind::Drop {
-                to,
-                msg: id,
-                reason,
-            },
-        }
-    }
+    &mut v[i]
 }
