@@ -429,6 +429,13 @@ impl<P: Platform, A: Actor<P>> ActorRuntime<P, A> {
             .is_some_and(|l| self.inner.invalid_live(&l).is_none())
     }
 
+    /// How many actors this runtime keeps state for: active ones, and ones with a message,
+    /// an activation or a deactivation in flight. An actor that is none of these is
+    /// forgotten, so this does not grow with every actor ever addressed (0 when idle).
+    pub fn tracked_actors(&self) -> usize {
+        self.inner.slots().len()
+    }
+
     /// Every actor this node believes it owns, with the token it runs under, in id order.
     pub fn active_actors(&self) -> Vec<(ActorId, u64)> {
         let slots: Vec<(ActorId, Arc<Slot<P, A>>)> = self

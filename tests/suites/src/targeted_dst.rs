@@ -11,6 +11,8 @@
 //! | [`wal_retries_after_unknown_outcomes_apply_once`] | `wal.append.reply`, `wal.complete.reply` | an append or a complete commits but its reply is lost; the client retries the same idempotency key |
 //! | [`failed_renewals_within_the_lease_keep_the_instance`] | `lease.renew` | renewals fail several times in a row, within the lease; the holder must retry in time and keep its instance (and its in-memory state) |
 //! | [`a_holder_with_a_late_clock_stops_within_its_lease`] | — (clock offsets, a partition) | a holder cut off from the store with its clock behind by the skew bound, a taker whose clock jumps ahead |
+//! | [`a_message_queued_behind_a_revoked_lease_does_not_act`] | `activation.handle` | an operator revokes a holder's lease while a message waits behind a slow one; the holder's renewal finds out before the waiting message starts |
+//! | [`a_failed_activation_gives_its_lease_back`] | — (corrupt state) | an activation fails after acquiring the lease; another node must get the actor at once |
 //! | [`a_shut_down_node_releases_its_actors_at_once`] | — | a node shuts down; its leases must be released in the store so another node takes over at once |
 //! | [`a_message_behind_a_deactivation_reaches_the_one_new_instance`] | `lease.release` | a message waits behind a deactivation; later messages must reach the instance it activated, not a second one |
 
@@ -421,6 +423,16 @@ async fn failed_renewals_within_the_lease_keep_the_instance(env: SimEnv) -> Resu
             }
         }
     }
+    // The directory names the node and token the actor runs under.
+    let placement = kelpie_actors::Registry::new(cluster.kv.clone())
+        .lookup(&actor)
+        .await
+        .map_err(|e| e.to_string())?;
+    if placement.as_ref().map(|p| (p.node.as_str(), p.token)) != Some(("n2", fence)) {
+        return Err(format!(
+            "the directory places {actor} at {placement:?}; it runs on n2 under token {fence}"
+        ));
+    }
     verdict(&cluster)
 }
 
@@ -452,6 +464,19 @@ async fn a_shut_down_node_releases_its_actors_at_once(env: SimEnv) -> Result<(),
     {
         return Err(format!(
             "after a fenced delete the count is still stored: {v:?}"
+        ));
+    }
+    // n3 is refused while n2 holds the actors, and keeps no state for them afterwards.
+    for actor in &actors {
+        if let Some(Ok(v)) = invoke(&cluster, "n3", actor, Op::Get).await {
+            return Err(format!("n3 served {actor} (count {v}) while n2 held it"));
+        }
+    }
+    let rt3 = cluster.services().get("n3").unwrap();
+    let tracked = support::run_on("n3", async move { rt3.tracked_actors() }).await;
+    if tracked != Some(0) {
+        return Err(format!(
+            "n3 keeps state for {tracked:?} actors after being refused them (none is active)"
         ));
     }
     let rt = cluster.services().get("n2").unwrap();
@@ -492,6 +517,19 @@ async fn a_shut_down_node_releases_its_actors_at_once(env: SimEnv) -> Result<(),
         "moved after {:?}",
         env.elapsed().saturating_sub(started)
     ));
+    // Within a renewal interval of the shutdown, n2's renewal tasks have seen it and n2
+    // keeps no state for any actor.
+    let renew = runtime_config().lease.renew_interval;
+    let waited = env.elapsed().saturating_sub(started);
+    env.sleep(renew.saturating_sub(waited) + Duration::from_millis(10))
+        .await;
+    let rt = cluster.services().get("n2").unwrap();
+    let tracked = support::run_on("n2", async move { rt.tracked_actors() }).await;
+    if tracked != Some(0) {
+        return Err(format!(
+            "a renewal interval after its shutdown n2 still keeps state for {tracked:?} actors"
+        ));
+    }
     verdict(&cluster)
 }
 
@@ -539,6 +577,48 @@ async fn a_message_behind_a_deactivation_reaches_the_one_new_instance(
     }
     env.trace(format!(
         "deactivation {was_active:?}, then counts from {first}"
+    ));
+    verdict(&cluster)
+}
+
+/// An activation that fails for a reason other than the lease (here the actor's stored state
+/// is corrupt, so its `activate` fails) gives the lease back: once an operator repairs the
+/// state, another node activates the actor at once — well within the takeover wait (550 ms)
+/// a kept lease would cost.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn a_failed_activation_gives_its_lease_back(env: SimEnv) -> Result<(), String> {
+    let cluster = cluster_of::<Counter>(&env, 2, runtime_config());
+    let actor = ActorId::new("ns", "a0").unwrap();
+    let count = actor.key("count");
+    cluster
+        .kv
+        .set(&count, b"not a count")
+        .await
+        .map_err(|e| e.to_string())?;
+    // The nodes' runtimes start in their init: wait for them.
+    while cluster.services().get("n2").is_none() || cluster.services().get("n3").is_none() {
+        env.sleep(Duration::from_millis(1)).await;
+    }
+    match invoke(&cluster, "n2", &actor, Op::Get).await {
+        Some(Err(ActorError::Corrupt { .. })) => {}
+        other => return Err(format!("n2 activated a corrupt actor: {other:?}")),
+    }
+    cluster
+        .kv
+        .set(&count, &7u64.to_le_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let started = env.elapsed();
+    if !until_ok(&cluster, "n3", &actor, Op::Get, Duration::from_millis(200)).await {
+        return Err(
+            "n3 could not activate the repaired actor within 200 ms: n2's failed activation \
+             kept its lease"
+                .into(),
+        );
+    }
+    env.trace(format!(
+        "n3 activated after {:?}",
+        env.elapsed().saturating_sub(started)
     ));
     verdict(&cluster)
 }
@@ -603,6 +683,72 @@ async fn a_holder_with_a_late_clock_stops_within_its_lease(env: SimEnv) -> Resul
         return Err("Liveness (takeover) violated: n3 never took over the cut-off actor".into());
     }
     Ok(())
+}
+
+/// n2 runs an in-memory counter; a message on n2 is held at `activation.handle` (after the
+/// runtime decided it may act) while a second one queues behind it, and meanwhile an operator
+/// revokes n2's lease in the store (the record now names another holder under a newer token).
+/// n2's next renewal finds the record changed. The queued message starts after that renewal,
+/// so it must be refused: a node that knows its lease is lost must not act on it, however long
+/// its own clock says the lease lasts.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn a_message_queued_behind_a_revoked_lease_does_not_act(env: SimEnv) -> Result<(), String> {
+    let config = runtime_config();
+    let renew = config.lease.renew_interval;
+    let cluster = cluster_of::<MemoryCounter>(&env, 1, config);
+    let actor = ActorId::new("ns", "a0").unwrap();
+    activates_when_free(&cluster, "n2", &actor).await?;
+    let rng = env.rng();
+    // Held past a renewal interval and its first retry after the revocation.
+    let hold = renew * 2 + Duration::from_millis(rng.gen_range(10..100));
+    env.arm_point(
+        "activation.handle",
+        Some(cluster.nodes[0].node()),
+        PointAction::Delay(hold),
+    );
+    let send = |op| {
+        let c = cluster.services().get("n2").unwrap();
+        let a = actor.clone();
+        support::spawn_on("n2", async move { c.invoke(&a, op).await })
+    };
+    let first = send(Op::Add);
+    env.sleep(Duration::from_millis(rng.gen_range(1..5))).await;
+    let second = send(Op::Add);
+    env.sleep(Duration::from_millis(rng.gen_range(1..5))).await;
+    // The revocation, as an operator would write it.
+    let key = actor.key(kelpie_actors::LEASE_SUFFIX);
+    let record = cluster.kv.get(&key).await.map_err(|e| e.to_string())?;
+    let mut record: kelpie_actors::LeaseRecord = record
+        .map(|b| serde_json::from_slice(&b))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .ok_or("n2's lease record is missing")?;
+    record.holder = "operator".into();
+    record.token += 1;
+    record.seq += 1;
+    let revoked_token = record.token;
+    let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+    cluster
+        .kv
+        .set(&key, &bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let fence = actor.key(kelpie_actors::FENCE_SUFFIX);
+    cluster
+        .kv
+        .set(&fence, revoked_token.to_string().as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (first, second) = (first.await, second.await);
+    env.trace(format!("revoked: first {first:?}, second {second:?}"));
+    match second {
+        Ok(Err(_)) | Err(_) => Ok(()),
+        Ok(Ok(v)) => Err(format!(
+            "LeaseBoundActivity violated: n2 acted (count {v}) on a message that started {hold:?} \
+             after the first, though its lease was revoked in the store (token {revoked_token}) \
+             more than a renewal interval ({renew:?}) before"
+        )),
+    }
 }
 
 /// Credits an entry's amount to `ledger/total` and counts its applications under
