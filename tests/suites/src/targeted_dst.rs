@@ -349,6 +349,22 @@ async fn fence_in_store<A: CounterActor>(
     })
 }
 
+/// `actor`'s lease record, read from the store directly.
+async fn lease_record<A: CounterActor>(
+    cluster: &Cluster<Runtime<A>>,
+    actor: &ActorId,
+) -> Result<Option<kelpie_actors::LeaseRecord>, String> {
+    let bytes = cluster
+        .kv
+        .get(&actor.key(kelpie_actors::LEASE_SUFFIX))
+        .await
+        .map_err(|e| e.to_string())?;
+    bytes
+        .map(|b| serde_json::from_slice(&b))
+        .transpose()
+        .map_err(|e| e.to_string())
+}
+
 /// n2 runs an in-memory counter that a client keeps busy; n2's lease renewals fail at
 /// `lease.renew` three to five times in a row (the store refuses). A holder retries a failed
 /// renewal sooner than its renewal interval, so it renews before its lease runs out and keeps
@@ -366,6 +382,7 @@ async fn failed_renewals_within_the_lease_keep_the_instance(env: SimEnv) -> Resu
     let a = actor.clone();
     support::run_on("n2", async move { c.deactivate(&a).await }).await;
     activates_when_free(&cluster, "n2", &actor).await?;
+    let first_expiry = lease_record(&cluster, &actor).await?.map(|r| r.expiry_ms);
     let failures = env.rng().gen_range(3..6) as u32;
     env.arm_point_times(
         "lease.renew",
@@ -422,6 +439,14 @@ async fn failed_renewals_within_the_lease_keep_the_instance(env: SimEnv) -> Resu
                 ))
             }
         }
+    }
+    // The record shows the renewals: its expiry (on n2's clock) moved on.
+    let last_expiry = lease_record(&cluster, &actor).await?.map(|r| r.expiry_ms);
+    if last_expiry <= first_expiry {
+        return Err(format!(
+            "after a second of renewals the lease record's expiry is {last_expiry:?} (ms on \
+             n2's clock), {first_expiry:?} at activation"
+        ));
     }
     // The directory names the node and token the actor runs under.
     let placement = kelpie_actors::Registry::new(cluster.kv.clone())
