@@ -16,7 +16,7 @@ use kelpie::{FaultKind, SimEnv};
 use kelpie_actors::invariants::ClusterChecker;
 use kelpie_actors::{
     is_lease_lost, ActorError, ActorId, ActorKV, KvError, KvTransaction, Lease, LeaseConfig,
-    LeaseManager, Platform,
+    LeaseManager, Platform, SimKv, SimPlatform,
 };
 
 use crate::support::cluster as support;
@@ -402,5 +402,45 @@ async fn lease_settings_are_accepted_exactly_when_safe_and_renewable(
         accepted += u64::from(valid.is_ok());
     }
     kelpie::sometimes!(accepted > 0, "a drawn lease config was accepted");
+    Ok(())
+}
+
+/// A renewal extends the lease from the holder's clock: on a node of its own, the renewed
+/// lease expires `duration` after the holder's clock read at the renewal (between the readings
+/// just before and just after it), later than the acquired one, and is trusted until
+/// `safety_margin` before that; the token is unchanged.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn a_renewal_extends_the_lease_from_the_holders_clock(env: SimEnv) -> Result<(), String> {
+    let db = env.create_node("db").build();
+    let node = env.create_node("n").build();
+    let platform = SimPlatform::new(node.clone(), SimKv::new(&db));
+    let config = lease_config();
+    let mgr = LeaseManager::new(platform.clone(), config.clone()).map_err(|e| e.to_string())?;
+    let pause = Duration::from_millis(env.rng().gen_range(10..100));
+    let id = ActorId::new("ns", "a0").unwrap();
+    let run = node.spawn(async move {
+        let lease = mgr.acquire(&id).await?;
+        platform.sleep(pause).await;
+        let before = platform.now();
+        let renewed = mgr.renew(&lease).await?;
+        Ok::<_, ActorError>((lease, renewed, before, platform.now()))
+    });
+    let (lease, renewed, before, after) = run
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let expiry = renewed.expiry();
+    if expiry < before + config.duration
+        || expiry > after + config.duration
+        || expiry <= lease.expiry()
+        || renewed.valid_until() != expiry - config.safety_margin
+        || renewed.token() != lease.token()
+    {
+        return Err(format!(
+            "renewed between {before:?} and {after:?} on the holder's clock: {renewed:?} (was \
+             {lease:?}; duration {:?}, margin {:?})",
+            config.duration, config.safety_margin
+        ));
+    }
     Ok(())
 }
