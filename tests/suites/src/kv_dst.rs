@@ -872,3 +872,37 @@ async fn conflicts_are_retried_exactly_as_configured(env: SimEnv) -> Result<(), 
     }
     Ok(())
 }
+
+/// Agents under generated ids (a prefix chain, a 128-character id): every agent created is
+/// listed exactly once, in id order, with its name; creating one again changes nothing.
+#[kelpie::dst_test(seeds = 0..10)]
+async fn agents_list_exactly_once_on_generated_ids(env: SimEnv) -> Result<(), String> {
+    let db = env.create_node("db").build();
+    let api = AgentStorage::new(SimKv::new(&db));
+    let rng = env.rng();
+    let err = |e: ActorError| e.to_string();
+    let mut model: BTreeMap<String, String> = BTreeMap::new();
+    for id in IdGen::new(Alphabet::ActorId, 1, 128).distinct(&rng, 6) {
+        let name = format!("agent {}", rng.next_u64());
+        api.create_agent(&NewAgent::new(id.clone(), name.clone(), "s"), 0)
+            .await
+            .map_err(err)?;
+        model.insert(id, name);
+    }
+    let again = model.keys().next().cloned().unwrap_or_default();
+    api.create_agent(&NewAgent::new(again, "renamed", "s"), 1)
+        .await
+        .map_err(err)?;
+    let listed: Vec<(String, String)> = api
+        .list_agents()
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|a| (a.id, a.name))
+        .collect();
+    let want: Vec<(String, String)> = model.into_iter().collect();
+    if listed != want {
+        return Err(format!("agents list as {listed:?}, {want:?} were created"));
+    }
+    Ok(())
+}
