@@ -504,12 +504,16 @@ async fn a_shut_down_node_releases_its_actors_at_once(env: SimEnv) -> Result<(),
             "n3 keeps state for {tracked:?} actors after being refused them (none is active)"
         ));
     }
+    let mut held = Vec::new();
+    for actor in &actors {
+        held.push(lease_record(&cluster, actor).await?);
+    }
     let rt = cluster.services().get("n2").unwrap();
     support::run_on("n2", async move { rt.shutdown().await })
         .await
         .ok_or("n2 died during its shutdown")?;
     let started = env.elapsed();
-    for actor in &actors {
+    for (i, actor) in actors.iter().enumerate() {
         if let Some(Ok(v)) = invoke(&cluster, "n2", actor, Op::Add).await {
             return Err(format!("n2 served {actor} after its shutdown (count {v})"));
         }
@@ -519,12 +523,13 @@ async fn a_shut_down_node_releases_its_actors_at_once(env: SimEnv) -> Result<(),
             .map(|b| serde_json::from_slice(&b))
             .transpose()
             .map_err(|e| e.to_string())?;
-        if !record
-            .as_ref()
-            .is_some_and(|r| r.state == kelpie_actors::LeaseState::Released)
-        {
+        let before = held[i].as_ref();
+        if !record.as_ref().is_some_and(|r| {
+            r.state == kelpie_actors::LeaseState::Released && before.is_some_and(|b| r.seq > b.seq)
+        }) {
             return Err(format!(
-                "after n2's shutdown the lease record of {actor} is {record:?}, not released"
+                "after n2's shutdown the lease record of {actor} is {record:?}, not released as \
+                 a new version of {before:?}"
             ));
         }
         if !until_ok(&cluster, "n3", actor, Op::Get, Duration::from_millis(200)).await {
