@@ -379,18 +379,20 @@ async fn lease_settings_are_accepted_exactly_when_safe_and_renewable(
         0 => at.saturating_sub(ms(1)),
         1 => at,
         2 => at + ms(1),
+        3 => Duration::ZERO,
         _ => at + ms(rng.gen_range(2..400)),
     };
     let mut accepted = 0;
     for _ in 0..200 {
-        let duration = ms(rng.gen_range(1..1000));
+        let duration = near(ms(rng.gen_range(1..1000)), rng.gen_range(1..5));
         let skew = ms(rng.gen_range(0..200));
         let mut config = LeaseConfig::new(duration, skew);
-        config.safety_margin = near(skew * 2, rng.gen_range(0..4));
+        config.safety_margin = near(skew * 2, rng.gen_range(0..5));
         let renewable_below = duration.saturating_sub(config.safety_margin);
-        config.renew_interval = near(renewable_below, rng.gen_range(0..4));
+        config.renew_interval = near(renewable_below, rng.gen_range(0..5));
         let safe = config.safety_margin >= skew * 2 && config.safety_margin < duration;
-        let renewable = !config.renew_interval.is_zero()
+        let renewable = !duration.is_zero()
+            && !config.renew_interval.is_zero()
             && config.safety_margin < duration
             && config.renew_interval < duration - config.safety_margin;
         let valid = config.validate();
