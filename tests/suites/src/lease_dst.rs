@@ -16,7 +16,7 @@ use kelpie::{FaultKind, SimEnv};
 use kelpie_actors::invariants::ClusterChecker;
 use kelpie_actors::{
     is_lease_lost, ActorError, ActorId, ActorKV, KvError, KvTransaction, Lease, LeaseConfig,
-    LeaseManager, Platform, SimKv, SimPlatform,
+    LeaseManager, LeaseState, Platform, SimKv, SimPlatform,
 };
 
 use crate::support::cluster as support;
@@ -442,6 +442,66 @@ async fn a_renewal_extends_the_lease_from_the_holders_clock(env: SimEnv) -> Resu
             "renewed between {before:?} and {after:?} on the holder's clock: {renewed:?} (was \
              {lease:?}; duration {:?}, margin {:?})",
             config.duration, config.safety_margin
+        ));
+    }
+    Ok(())
+}
+
+/// Every write of a lease record makes a new version of it (`LeaseRecord::seq`, what a node
+/// waiting to take over watches): on a node of its own, an acquisition, a renewal, a hand-off
+/// and a release each leave a record with a larger `seq` than the one before, in the state the
+/// operation says (held, held, handed off to the target under the token it returned,
+/// released).
+#[kelpie::dst_test(seeds = 0..10)]
+async fn every_lease_record_write_is_a_new_version(env: SimEnv) -> Result<(), String> {
+    let db = env.create_node("db").build();
+    let node = env.create_node("n").build();
+    let platform = SimPlatform::new(node.clone(), SimKv::new(&db));
+    let mgr = LeaseManager::new(platform, lease_config()).map_err(|e| e.to_string())?;
+    let run = node.spawn(async move {
+        let (a, b) = (ActorId::new("ns", "a")?, ActorId::new("ns", "b")?);
+        let mut records = Vec::new();
+        let lease = mgr.acquire(&a).await?;
+        records.push(("acquire", mgr.read(&a).await?));
+        let lease = mgr.renew(&lease).await?;
+        records.push(("renew", mgr.read(&a).await?));
+        let token = mgr.hand_off(&lease, "m", |_| Vec::new()).await?;
+        records.push(("hand off", mgr.read(&a).await?));
+        let other = mgr.acquire(&b).await?;
+        let acquired_b = mgr.read(&b).await?;
+        mgr.release(&other).await?;
+        Ok::<_, ActorError>((records, token, acquired_b, mgr.read(&b).await?))
+    });
+    let (records, token, acquired_b, released_b) = run
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let seqs: Vec<Option<u64>> = records
+        .iter()
+        .map(|(_, r)| r.as_ref().map(|r| r.seq))
+        .collect();
+    let states: Vec<Option<LeaseState>> = records
+        .iter()
+        .map(|(_, r)| r.as_ref().map(|r| r.state.clone()))
+        .collect();
+    let handed = LeaseState::HandedOff { to: "m".into() };
+    if !seqs.windows(2).all(|w| w[0] < w[1])
+        || states != [Some(LeaseState::Held), Some(LeaseState::Held), Some(handed)]
+        || records[2].1.as_ref().map(|r| r.token) != Some(token)
+    {
+        return Err(format!(
+            "acquire, renew, hand off left {records:?} (token {token})"
+        ));
+    }
+    let versions = (
+        acquired_b.as_ref().map(|r| r.seq),
+        released_b.as_ref().map(|r| r.seq),
+    );
+    if !(versions.0 < versions.1
+        && released_b.as_ref().map(|r| &r.state) == Some(&LeaseState::Released))
+    {
+        return Err(format!(
+            "acquire then release left {acquired_b:?}, then {released_b:?}"
         ));
     }
     Ok(())
