@@ -517,12 +517,7 @@ async fn a_shut_down_node_releases_its_actors_at_once(env: SimEnv) -> Result<(),
         if let Some(Ok(v)) = invoke(&cluster, "n2", actor, Op::Add).await {
             return Err(format!("n2 served {actor} after its shutdown (count {v})"));
         }
-        let key = actor.key(kelpie_actors::LEASE_SUFFIX);
-        let record = cluster.kv.get(&key).await.map_err(|e| e.to_string())?;
-        let record: Option<kelpie_actors::LeaseRecord> = record
-            .map(|b| serde_json::from_slice(&b))
-            .transpose()
-            .map_err(|e| e.to_string())?;
+        let record = lease_record(&cluster, actor).await?;
         let before = held[i].as_ref();
         if !record.as_ref().is_some_and(|r| {
             r.state == kelpie_actors::LeaseState::Released && before.is_some_and(|b| r.seq > b.seq)
@@ -747,11 +742,8 @@ async fn a_message_queued_behind_a_revoked_lease_does_not_act(env: SimEnv) -> Re
     env.sleep(Duration::from_millis(rng.gen_range(1..5))).await;
     // The revocation, as an operator would write it.
     let key = actor.key(kelpie_actors::LEASE_SUFFIX);
-    let record = cluster.kv.get(&key).await.map_err(|e| e.to_string())?;
-    let mut record: kelpie_actors::LeaseRecord = record
-        .map(|b| serde_json::from_slice(&b))
-        .transpose()
-        .map_err(|e| e.to_string())?
+    let mut record = lease_record(&cluster, &actor)
+        .await?
         .ok_or("n2's lease record is missing")?;
     record.holder = "operator".into();
     record.token += 1;
