@@ -64,8 +64,8 @@ pub mod faults {
 /// The per-run event trace whose hash proves that a seed replays exactly.
 pub mod trace {
     pub use kelpie_sim::{
-        first_divergence, stable_hash, DropReason, EventKind, NodeAction, StableHasher, TraceEvent,
-        TraceMode, TraceSummary,
+        first_divergence, stable_hash, DropReason, EventKind, NodeAction, SocketOp, StableHasher,
+        TraceEvent, TraceMode, TraceSummary,
     };
 }
 
@@ -74,9 +74,10 @@ pub mod storage {
     pub use kelpie_sim::{SimStorage, StorageError, Transaction};
 }
 
-/// The simulated network: typed endpoints, partitions and heals.
+/// The simulated network: typed endpoints, partitions and heals; and `sockets`, where
+/// `tokio::net` sockets (kelpie-tokio) meet the run.
 pub mod net {
-    pub use kelpie_sim::{Endpoint, SimNetwork};
+    pub use kelpie_sim::{sockets, Endpoint, SimNetwork};
 }
 
 /// Simulated nodes: building, crashing, restarting, pausing, and the liveness phase.

@@ -22,7 +22,7 @@
 //! injector), `trace` (events and their hash), `world/` (the one owner of a run's state: node
 //! table, disks, network, tasks as plain values, and every rule that touches several of
 //! them), `env/` (the handles a test holds, which call the world), `run/` (`Simulation`, the
-//! seed thread, reports), `log` (captured `tracing` lines), `error`, `history/` (the
+//! seed thread, reports), `log` (captured `tracing` lines), `sockets` (the hooks of `kelpie-tokio`'s sockets), `error`, `history/` (the
 //! linearizability checker).
 
 // The one exception is `run/seed_thread.rs`, which joins a seed thread with a deadline.
@@ -68,6 +68,8 @@ mod rng;
 #[cfg(madsim)]
 mod run;
 #[cfg(madsim)]
+pub mod sockets;
+#[cfg(madsim)]
 mod sometimes;
 #[cfg(madsim)]
 mod sync;
@@ -96,8 +98,8 @@ pub use crate::{
     run::{RunReport, Simulation},
     sometimes::SometimesStat,
     trace::{
-        first_divergence, stable_hash, DropReason, EventKind, NodeAction, StableHasher, TraceEvent,
-        TraceMode, TraceSummary,
+        first_divergence, stable_hash, DropReason, EventKind, NodeAction, SocketOp, StableHasher,
+        TraceEvent, TraceMode, TraceSummary,
     },
     world::{nodes::NodeStatus, points::PointAction},
 };

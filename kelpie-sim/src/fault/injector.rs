@@ -100,6 +100,20 @@ impl FaultInjector {
         })
     }
 
+    /// Like [`FaultInjector::decide`], considering only the faults `keep` accepts (the others
+    /// draw nothing): a stream segment considers only the faults a stream can suffer.
+    pub(crate) fn decide_if(
+        &mut self,
+        op: OpKind,
+        node: &str,
+        now: Duration,
+        keep: impl Fn(&FaultSpec) -> bool,
+    ) -> Vec<Fired> {
+        self.decide_inner(op, |a| {
+            a.spec.applies(op, Some(node), None, now) && keep(&a.spec)
+        })
+    }
+
     /// Like [`FaultInjector::decide`] for operations without a node or key of their own (the
     /// fault tick): a fault is considered if its window is open and `eligible` accepts it.
     pub(crate) fn decide_where(

@@ -33,7 +33,32 @@ pub enum DropReason {
     Unreachable,
 }
 
+/// What a `tokio::net` socket did, for [`EventKind::Socket`] (sockets of the `kelpie-tokio`
+/// facade; madsim-tokio's own sockets are not seen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SocketOp {
+    /// A TCP connect to the peer succeeded.
+    Connect,
+    /// A TCP connect to the peer failed (refused, unreachable).
+    ConnectFailed,
+    /// A listener accepted a connection from the peer.
+    Accept,
+    /// A TCP stream to the peer was closed (dropped), by its task or by a crash.
+    Close,
+    /// Bytes written to a stream went on the wire (a flush); `len` and `content` describe them.
+    Write,
+    /// Bytes were read from a stream.
+    Read,
+    /// A datagram was sent to the peer.
+    SendTo,
+    /// A datagram was received from the peer.
+    RecvFrom,
+}
+
 /// What a traced event was.
+///
+/// New variants go last: the derived `Hash` writes a variant's index into the trace hash, so a
+/// variant inserted earlier would change the hash of every trace holding a later one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EventKind {
@@ -116,6 +141,18 @@ pub enum EventKind {
         /// The test's label.
         label: String,
     },
+    /// Traffic at a socket boundary: a connect, an accept, a close, or bytes written, read,
+    /// sent or received (their size and a hash, not the bytes).
+    Socket {
+        /// What happened.
+        op: SocketOp,
+        /// The other end's address.
+        peer: std::net::SocketAddr,
+        /// How many bytes (0 for connects, accepts and closes).
+        len: u64,
+        /// Stable hash of the bytes (0 for none).
+        content: u64,
+    },
 }
 
 /// One event of a run's trace.
@@ -174,6 +211,18 @@ impl fmt::Display for TraceEvent {
             EventKind::Node { action } => write!(f, "node {action:?}"),
             EventKind::Clock { offset_ns } => {
                 write!(f, "clock offset {:+.3}ms", *offset_ns as f64 / 1e6)
+            }
+            EventKind::Socket {
+                op,
+                peer,
+                len,
+                content,
+            } => {
+                write!(f, "socket {op:?} {peer}")?;
+                if *len != 0 || *content != 0 {
+                    write!(f, " {len} bytes content#{content:016x}")?;
+                }
+                Ok(())
             }
             EventKind::User { label } => write!(f, "user: {label}"),
         }

@@ -14,7 +14,7 @@ mod event;
 mod recorder;
 
 pub use crate::hash::{stable_hash, StableHasher};
-pub use event::{DropReason, EventKind, NodeAction, TraceEvent};
+pub use event::{DropReason, EventKind, NodeAction, SocketOp, TraceEvent};
 pub(crate) use recorder::Trace;
 pub use recorder::{first_divergence, TraceMode, TraceSummary};
 

@@ -32,14 +32,25 @@ impl World {
         }
         let name = st.nodes.name(node).clone();
         let fired = st.faults.decide(op, &name, key, None, at);
-        for f in &fired {
-            let kind = EventKind::Fault {
-                fault: f.spec.kind(),
-                name: f.name.clone(),
-                op,
-            };
-            st.trace.record(TraceEvent { at, node, kind });
+        record_fired(st, at, op, node, &fired);
+        fired
+    }
+
+    /// [`World::decide_locked`] for a send that only the faults `keep` accepts can act on (a
+    /// stream segment: loss and delay, not reordering or duplication).
+    pub(super) fn decide_send_if(
+        &self,
+        st: &mut State,
+        at: Duration,
+        node: NodeId,
+        keep: impl Fn(&crate::fault::FaultSpec) -> bool,
+    ) -> Vec<Fired> {
+        if !st.faults.any_for(OpKind::Send) {
+            return Vec::new();
         }
+        let name = st.nodes.name(node).clone();
+        let fired = st.faults.decide_if(OpKind::Send, &name, at, keep);
+        record_fired(st, at, OpKind::Send, node, &fired);
         fired
     }
 
@@ -79,5 +90,17 @@ impl World {
     /// How often each declared fault was considered and fired so far.
     pub(crate) fn fault_stats(&self) -> FaultStats {
         self.lock().faults.stats()
+    }
+}
+
+/// Traces each fault that fired on `op` at `node`.
+fn record_fired(st: &mut State, at: Duration, op: OpKind, node: NodeId, fired: &[Fired]) {
+    for f in fired {
+        let kind = EventKind::Fault {
+            fault: f.spec.kind(),
+            name: f.name.clone(),
+            op,
+        };
+        st.trace.record(TraceEvent { at, node, kind });
     }
 }

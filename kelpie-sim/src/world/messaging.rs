@@ -19,7 +19,7 @@ impl State {
     /// What the network faults that fired do to a message: a delay, a hold-back (reordering),
     /// a second copy, each amount drawn from the fault's own stream; `true` if it is lost.
     #[inline]
-    fn apply_send_faults(&mut self, fired: &[Fired], out: &mut Outgoing) -> bool {
+    pub(super) fn apply_send_faults(&mut self, fired: &[Fired], out: &mut Outgoing) -> bool {
         let mut lost = false;
         for f in fired {
             let max = Duration::from_millis(f.spec.param("max_ms").unwrap_or(0).max(1));

@@ -14,6 +14,8 @@
 //! - [`messaging`]: sending, the delivery pump;
 //! - [`spawn`]: a test's tasks on their node;
 //! - [`sockets`]: the nodes' addresses and links in madsim's network (`tokio::net` sockets);
+//! - [`socket_traffic`]: what those sockets report (trace events) and the network faults'
+//!   decisions on their segments and datagrams;
 //! - [`end`]: the end of a run (reaping tasks, the facts for its report).
 //!
 //! The handles in `env/` call these methods; they never touch the state themselves.
@@ -26,6 +28,7 @@ mod messaging;
 pub(crate) mod net;
 pub(crate) mod nodes;
 pub(crate) mod points;
+pub(crate) mod socket_traffic;
 mod sockets;
 mod spawn;
 mod storage;
@@ -224,6 +227,12 @@ impl World {
         lock(&self.state)
     }
 
+    /// The state, if no one holds it (on this single-threaded run: not this thread, up the
+    /// stack).
+    fn try_lock(&self) -> Option<MutexGuard<'_, State>> {
+        self.state.try_lock().ok()
+    }
+
     /// Virtual time since the run started.
     pub(crate) fn elapsed(&self) -> Duration {
         self.time.elapsed().saturating_sub(self.time_start)
@@ -269,6 +278,12 @@ impl World {
     /// Makes this the world of the simulation running on this thread (`None`: no longer).
     pub(crate) fn set_current(world: Option<Arc<World>>) -> Option<Arc<World>> {
         CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), world))
+    }
+
+    /// Calls `f` with the world of the simulation running on this thread (as its `Arc`,
+    /// borrowed, not cloned), if any.
+    pub(crate) fn with_current_arc<R>(f: impl FnOnce(&Arc<World>) -> R) -> Option<R> {
+        CURRENT.with(|c| c.borrow().as_ref().map(f))
     }
 
     /// Calls `f` with the world of the simulation running on this thread, if any.

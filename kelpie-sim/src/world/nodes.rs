@@ -108,6 +108,14 @@ impl<I: Clone> NodeTable<I> {
         self.nodes[node.index()].madsim.as_ref()
     }
 
+    /// The node whose current madsim incarnation has madsim id `id`, if any.
+    pub(crate) fn by_madsim(&self, id: madsim::task::NodeId) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .position(|n| n.madsim.as_ref().is_some_and(|h| h.id() == id))
+            .map(NodeId::from_index)
+    }
+
     pub(crate) fn set_madsim(&mut self, node: NodeId, handle: Option<madsim::runtime::NodeHandle>) {
         self.nodes[node.index()].madsim = handle;
     }

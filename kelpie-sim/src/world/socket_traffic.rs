@@ -1,0 +1,148 @@
+//! Traffic of `tokio::net` sockets, as the `kelpie-tokio` facade reports it: each connect,
+//! accept, close, write, read and datagram becomes a trace event (size and hash, not bytes),
+//! and the network faults are decided on each stream segment and each datagram, from the
+//! faults' own streams, counted and traced as on our endpoints.
+//!
+//! What a fault does there (the stream model allows no silent loss):
+//! - a stream segment (the bytes of one flush) that `PacketLoss` hits is retransmitted after
+//!   [`RETRANSMIT`] (Linux's minimum retransmission timeout); `NetworkDelay` adds its delay;
+//!   either holds the writer's flush, and every later byte of the stream waits behind it.
+//!   `MessageReorder` and `MessageDuplicate` are not considered: TCP delivers in order, once;
+//! - a datagram that `PacketLoss` hits is dropped; `NetworkDelay` and `MessageReorder` send it
+//!   late (later datagrams may overtake it); `MessageDuplicate` sends it twice.
+//!
+//! Partitions reach the same sockets through madsim's links ([`super::sockets`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fault::FaultKind;
+use crate::ids::NodeId;
+use crate::trace::{stable_hash, EventKind, SocketOp, TraceEvent};
+
+use super::net::Outgoing;
+use super::World;
+
+/// How long a stream segment that [`FaultKind::PacketLoss`] hits waits for its retransmission.
+pub const RETRANSMIT: Duration = Duration::from_millis(200);
+
+/// What the network faults do to one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DatagramFate {
+    /// Dropped (`PacketLoss`).
+    pub lost: bool,
+    /// Sent this much later (`NetworkDelay`, `MessageReorder`).
+    pub delay: Duration,
+    /// How many copies go out (2 under `MessageDuplicate`).
+    pub copies: u8,
+}
+
+impl World {
+    /// The node the running madsim task belongs to: the supervisor, one of ours, or `None`
+    /// (the system node, or a node made outside Kelpie's builder).
+    pub(crate) fn current_node(&self) -> Option<NodeId> {
+        let id = madsim::plugin::node();
+        if id == self.main_madsim {
+            return Some(NodeId::MAIN);
+        }
+        self.lock().nodes.by_madsim(id)
+    }
+
+    /// Traces `op` at a socket of `node` whose other end is `peer`, with the bytes it moved.
+    pub(crate) fn socket_event(
+        self: &Arc<Self>,
+        node: NodeId,
+        op: SocketOp,
+        peer: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.catch_up();
+        let kind = socket_kind(op, peer, bytes);
+        self.record(node, kind);
+    }
+
+    /// Traces the close of a stream of `node` to `peer`, unless the world is busy on this
+    /// thread (a stream dropped while the world itself drops tasks, at the end of a run).
+    pub(crate) fn socket_closed(&self, node: NodeId, peer: SocketAddr) {
+        let at = self.elapsed();
+        if let Some(mut st) = self.try_lock() {
+            let kind = socket_kind(SocketOp::Close, peer, &[]);
+            st.trace.record(TraceEvent { at, node, kind });
+        }
+    }
+
+    /// A stream segment (the bytes of one flush) from `node` to `peer`: traced, and the loss
+    /// and delay faults decided on it. Returns how long it is held before it goes out.
+    pub(crate) fn stream_segment(
+        self: &Arc<Self>,
+        node: NodeId,
+        peer: SocketAddr,
+        bytes: &[u8],
+    ) -> Duration {
+        self.catch_up();
+        let at = self.elapsed();
+        let mut st = self.lock();
+        let kind = socket_kind(SocketOp::Write, peer, bytes);
+        st.trace.record(TraceEvent { at, node, kind });
+        let fired = self.decide_send_if(&mut st, at, node, |spec| {
+            matches!(spec.kind(), FaultKind::PacketLoss | FaultKind::NetworkDelay)
+        });
+        if fired.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut out = outgoing(node);
+        let lost = st.apply_send_faults(&fired, &mut out);
+        let retransmit = if lost { RETRANSMIT } else { Duration::ZERO };
+        retransmit + Duration::from_nanos(out.latency_ns)
+    }
+
+    /// A datagram from `node` to `peer`: traced, and the network faults decided on it.
+    pub(crate) fn datagram(
+        self: &Arc<Self>,
+        node: NodeId,
+        peer: SocketAddr,
+        bytes: &[u8],
+    ) -> DatagramFate {
+        self.catch_up();
+        let at = self.elapsed();
+        let mut st = self.lock();
+        let kind = socket_kind(SocketOp::SendTo, peer, bytes);
+        st.trace.record(TraceEvent { at, node, kind });
+        let fired = self.decide_send_if(&mut st, at, node, |_| true);
+        let mut out = outgoing(node);
+        let lost = st.apply_send_faults(&fired, &mut out);
+        DatagramFate {
+            lost,
+            delay: Duration::from_nanos(out.latency_ns + out.hold_back_ns),
+            copies: out.copies,
+        }
+    }
+}
+
+/// The trace event of `op` on `bytes` with `peer`.
+fn socket_kind(op: SocketOp, peer: SocketAddr, bytes: &[u8]) -> EventKind {
+    EventKind::Socket {
+        op,
+        peer,
+        len: bytes.len() as u64,
+        content: if bytes.is_empty() {
+            0
+        } else {
+            stable_hash(bytes)
+        },
+    }
+}
+
+/// A message record for the fault rules to fill in: no base latency (madsim's network adds
+/// its own), nothing held, one copy.
+fn outgoing(from: NodeId) -> Outgoing {
+    Outgoing {
+        from,
+        to: from,
+        id: 0,
+        latency_ns: 0,
+        hold_back_ns: 0,
+        copies: 1,
+    }
+}
