@@ -137,22 +137,28 @@ fault_table! {
     /// volatile layer is lost and the commit returns `Crashed`; a node's disk restarts the node.
     CrashDuringTransaction: Storage [P],
     /// A symmetric partition isolates one node from all others for up to `heal_ms`. On
-    /// `tokio::net` sockets (madsim-tokio): a connect is refused, an open stream's bytes wait and
+    /// `tokio::net` sockets (kelpie-tokio or madsim-tokio): a connect is refused, an open stream's bytes wait and
     /// arrive after the heal (madsim retries with a backoff of up to 10 s), a datagram is dropped.
     NetworkPartition: Network [P, ms("heal_ms", 1000, "longest time until the partition heals")],
     /// A one-way partition: messages from one node to another are dropped for up to `heal_ms`.
     /// On sockets, in that direction only: a connect is refused, a stream's bytes wait until the
     /// heal, a datagram is dropped.
     NetworkPartitionOneWay: Network [P, ms("heal_ms", 1000, "longest time until the partition heals")],
-    /// A message is dropped. Kelpie endpoints only: sockets are not affected.
+    /// A message is dropped. On `tokio::net` sockets (kelpie-tokio), decided per stream segment
+    /// (the bytes of one flush) and per datagram: a stream cannot lose bytes, so the segment is
+    /// retransmitted after 200 ms (Linux's minimum RTO), holding the writer's flush and every
+    /// later byte; a datagram is dropped.
     PacketLoss: Network [P],
-    /// A message is delayed by an extra random virtual time up to `max_ms`. Kelpie endpoints
-    /// only: sockets are not affected.
+    /// A message is delayed by an extra random virtual time up to `max_ms`. On sockets
+    /// (kelpie-tokio): a stream segment is held that long (the writer's flush with it, later
+    /// bytes behind it); a datagram is sent that much later.
     NetworkDelay: Network [P, ms("max_ms", 100, "upper bound of the added delay")],
-    /// A message is held back by up to `max_ms`, so that later messages overtake it. Kelpie
-    /// endpoints only.
+    /// A message is held back by up to `max_ms`, so that later messages overtake it. On sockets
+    /// (kelpie-tokio): a datagram is sent that much later; streams deliver in order, so it is
+    /// not considered on a stream.
     MessageReorder: Network [P, ms("max_ms", 20, "upper bound of the hold-back")],
-    /// A message is delivered twice. Kelpie endpoints only.
+    /// A message is delivered twice. On sockets (kelpie-tokio): a datagram is sent twice;
+    /// streams deliver once, so it is not considered on a stream.
     MessageDuplicate: Network [P],
     /// A node is killed (its tasks dropped, its volatile storage lost) and restarted after up to
     /// `restart_ms`, re-running its init closure. Its `tokio::spawn`ed tasks and its sockets go
