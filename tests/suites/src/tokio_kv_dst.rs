@@ -2,8 +2,9 @@
 //! `examples/tokio-kv` (a replicated key-value store over `tokio::net` TCP, no Kelpie import),
 //! one per node, started by each node's init and started again by every restart. Clients on the
 //! supervisor send requests over TCP; their history is checked for linearizability. Node
-//! crashes and partitions are Kelpie's: a crash kills the replica's tokio tasks and sockets and
-//! loses its memory, a partition clogs its links. The canary runs the service's planted bug (a
+//! crashes, partitions, loss and delay are Kelpie's: a crash kills the replica's tokio tasks and
+//! sockets and loses its memory, a partition clogs its links, and loss and delay hold TCP
+//! segments (the service's tokio is kelpie-tokio, whose sockets report to the run). The canary runs the service's planted bug (a
 //! restarted replica catches up from one peer only) and must be found.
 //!
 //! Following the product's rule, this file spawns and sleeps through `env`; the service's own
@@ -102,6 +103,12 @@ async fn replicated_kv(env: SimEnv, planted_bug: bool) -> Result<(), String> {
         env.faults().fired(FaultKind::NodeCrash) > 0,
         "a replica crashed"
     );
+    if !planted_bug {
+        kelpie::sometimes!(
+            env.faults().fired(FaultKind::PacketLoss) > 0,
+            "a TCP segment of the service was lost and retransmitted"
+        );
+    }
     match history.check(&KvModel::new(), 500_000) {
         Verdict::Violation(v) => Err(format!("the tokio service is not linearizable: {v}")),
         verdict @ Verdict::Unknown { .. } => Err(format!("history too large to check: {verdict}")),
@@ -111,9 +118,14 @@ async fn replicated_kv(env: SimEnv, planted_bug: bool) -> Result<(), String> {
 
 #[kelpie::dst_test(
     seeds = 0..30,
-    faults = [NodeCrash(0.02, 200), NetworkPartition(0.02, 500)]
+    faults = [
+        NodeCrash(0.02, 200),
+        NetworkPartition(0.02, 500),
+        PacketLoss(0.02),
+        NetworkDelay(0.05, 50)
+    ]
 )]
-async fn tokio_service_stays_linearizable_under_crashes_and_partitions(
+async fn tokio_service_stays_linearizable_under_crashes_partitions_loss_and_delay(
     env: SimEnv,
 ) -> Result<(), String> {
     replicated_kv(env, false).await
