@@ -1,5 +1,5 @@
 //! mini-redis 0.4.1 (tokio-rs's example Redis server and client, from crates.io, source
-//! unchanged) under Kelpie's faults: a partition and a crash reach its sockets, its
+//! unchanged) under Kelpie's faults: a partition, a crash, loss and delay reach its sockets, its
 //! client-visible history is linearizable when a client reconnects after a timeout, and it is
 //! not when a client is used again after a timed-out request (a reply that comes late is read
 //! as the answer to the next request: mini-redis's client is not cancel-safe).
@@ -32,7 +32,10 @@ where
 
 /// A mini-redis client connected to `server` within 300 ms, if it can be.
 async fn connect(env: &SimEnv, server: SocketAddr) -> Option<Client> {
-    env.timeout(ms(300), client::connect(server)).await.ok()?.ok()
+    env.timeout(ms(300), client::connect(server))
+        .await
+        .ok()?
+        .ok()
 }
 
 /// A GET within 300 ms: `None` if it timed out or failed.
@@ -72,7 +75,8 @@ async fn a_partition_and_a_crash_reach_mini_redis(env: SimEnv) -> Result<(), Str
         (ca, r)
     })
     .await;
-    set.map_err(|_| "SET timed out")?.map_err(|e| e.to_string())?;
+    set.map_err(|_| "SET timed out")?
+        .map_err(|e| e.to_string())?;
 
     env.network().partition(a.node(), redis.node());
     // The open connection stalls: its GET times out.
@@ -84,7 +88,11 @@ async fn a_partition_and_a_crash_reach_mini_redis(env: SimEnv) -> Result<(), Str
     if stalled.is_some() {
         return Err(format!("a GET across the partition returned {stalled:?}"));
     }
-    if on(&a, move |env| async move { connect(&env, server).await.is_some() }).await {
+    if on(&a, move |env| async move {
+        connect(&env, server).await.is_some()
+    })
+    .await
+    {
         return Err("a connected across the partition".into());
     }
     let seen_by_b = on(&b, move |env| async move {
@@ -113,7 +121,9 @@ async fn a_partition_and_a_crash_reach_mini_redis(env: SimEnv) -> Result<(), Str
     })
     .await;
     if during_crash.is_some() {
-        return Err(format!("a GET to a crashed server returned {during_crash:?}"));
+        return Err(format!(
+            "a GET to a crashed server returned {during_crash:?}"
+        ));
     }
     env.restart(redis.node());
     env.sleep(ms(10)).await;
@@ -129,6 +139,67 @@ async fn a_partition_and_a_crash_reach_mini_redis(env: SimEnv) -> Result<(), Str
         2 => Ok(()),
         n => Err(format!("the server's init ran {n} times, not 2")),
     }
+}
+
+/// Loss and delay reach mini-redis's sockets (its tokio is kelpie-tokio): every TCP segment
+/// that client `a` sends is lost once and retransmitted after the RTO, every segment `b` sends
+/// is delayed by up to 100 ms; both clients' requests still succeed, slower, and the trace
+/// holds their traffic.
+#[kelpie::dst_test(
+    seeds = 0..20,
+    faults = [PacketLoss(1.0, node = "a"), NetworkDelay(1.0, 100, node = "b")]
+)]
+async fn loss_and_delay_reach_mini_redis(env: SimEnv) -> Result<(), String> {
+    let inits = Arc::new(AtomicUsize::new(0));
+    let redis = redis(&env, &inits);
+    let server = addr(redis.ip());
+    let (a, b) = (env.create_node("a").build(), env.create_node("b").build());
+    env.sleep(ms(10)).await;
+    // A SET and a GET on a fresh connection; the virtual time the GET took.
+    let timed_get = |node: SimEnv, value: &'static str| async move {
+        on(&node, move |env| async move {
+            let mut c = connect(&env, server).await.ok_or("cannot connect")?;
+            let set = env.timeout(ms(1000), c.set(value, value.into())).await;
+            set.map_err(|_| "SET timed out")?
+                .map_err(|e| e.to_string())?;
+            let start = env.elapsed();
+            let got = env.timeout(ms(1000), c.get(value)).await;
+            let got = got
+                .map_err(|_| "GET timed out")?
+                .map_err(|e| e.to_string())?;
+            if got.as_deref() != Some(value.as_bytes()) {
+                return Err(format!("GET {value} returned {got:?}"));
+            }
+            Ok::<_, String>(env.elapsed() - start)
+        })
+        .await
+    };
+    let lossy = timed_get(a, "a").await?;
+    let delayed = timed_get(b, "b").await?;
+    let stats = env.faults();
+    let (lost, held) = (
+        stats.fired(kelpie::FaultKind::PacketLoss),
+        stats.fired(kelpie::FaultKind::NetworkDelay),
+    );
+    // a's request segment waited for its retransmission; b's only for its delay.
+    if lossy < kelpie::net::sockets::RETRANSMIT || lossy > kelpie::net::sockets::RETRANSMIT + ms(50)
+    {
+        return Err(format!(
+            "a's GET took {lossy:?} with its request segment lost once"
+        ));
+    }
+    if delayed.is_zero() || delayed > ms(100 + 50) {
+        return Err(format!(
+            "b's GET took {delayed:?} with its request delayed up to 100 ms"
+        ));
+    }
+    // a sent 2 segments (SET, GET), b too: each decided and fired once.
+    if (lost, held) != (2, 2) {
+        return Err(format!(
+            "loss fired {lost} times, delay {held}: expected 2 and 2"
+        ));
+    }
+    Ok(())
 }
 
 /// What a client does after a request timed out.
@@ -208,16 +279,22 @@ async fn workload(env: SimEnv, after_timeout: AfterTimeout) -> Result<(), String
     for c in clients {
         timeouts += c.await.map_err(|e| e.to_string())?;
     }
-    kelpie::sometimes!(timeouts > 0, "a mini-redis request timed out under the faults");
+    kelpie::sometimes!(
+        timeouts > 0,
+        "a mini-redis request timed out under the faults"
+    );
     match history.check(&KvModel::new(), 1_000_000) {
         Verdict::Linearizable { .. } => Ok(()),
         verdict => Err(format!("mini-redis's history: {verdict}")),
     }
 }
 
-/// Partitions and delays reach mini-redis's sockets (requests time out), and a client that
+/// Partitions, loss and delay reach mini-redis's sockets (requests time out), and a client that
 /// reconnects after a timeout sees a linearizable store.
-#[kelpie::dst_test(seeds = 0..50, faults = [NetworkPartition(0.05, 300)])]
+#[kelpie::dst_test(
+    seeds = 0..50,
+    faults = [NetworkPartition(0.05, 300), PacketLoss(0.05), NetworkDelay(0.1, 100)]
+)]
 async fn mini_redis_is_linearizable_when_clients_reconnect(env: SimEnv) -> Result<(), String> {
     workload(env, AfterTimeout::Reconnect).await
 }
