@@ -294,6 +294,7 @@ mod tests {
                     considered: 2,
                     fired: 1,
                 }],
+                unreported_socket_messages: 0,
             },
             sometimes: BTreeMap::new(),
             log: vec!["[    0.003000s]  INFO node{id=0}: kelpie: wrote k".into()],

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use crate::harness::line_file;
 use crate::harness::registry::DstTest;
 use crate::harness::running;
-use kelpie_sim::FaultStats;
 use kelpie_sim::SometimesStat;
+use kelpie_sim::{FaultKind, FaultStats};
 
 /// A run quieter than this prints no progress line.
 const PROGRESS_AFTER: Duration = Duration::from_secs(5);
@@ -29,6 +29,10 @@ struct TestCoverage {
     faults: BTreeMap<String, (usize, u64, u64)>,
     sometimes: BTreeMap<&'static str, SometimesStat>,
     allow_unfired: bool,
+    /// Declared faults that act per message (loss, delay, reordering, duplication), by name.
+    per_message: BTreeSet<String>,
+    /// Messages madsim carried for sockets that never reported to a run, over all seeds.
+    unreported_socket_messages: u64,
 }
 
 /// Counters for the progress line and the closing summary.
@@ -229,7 +233,17 @@ impl Session {
                 .or_insert((usize::MAX, 0, 0));
             slot.1 += stat.considered;
             slot.2 += stat.fired;
+            if matches!(
+                stat.kind,
+                FaultKind::PacketLoss
+                    | FaultKind::NetworkDelay
+                    | FaultKind::MessageReorder
+                    | FaultKind::MessageDuplicate
+            ) {
+                entry.per_message.insert(stat.name.to_string());
+            }
         }
+        entry.unreported_socket_messages += faults.unreported_socket_messages;
         for (name, s) in sometimes {
             let slot = entry.sometimes.entry(name).or_default();
             slot.evaluated += s.evaluated;
@@ -265,13 +279,24 @@ impl Session {
                     "    {name:<28} fired {fired:>7} / considered {considered:>8}"
                 );
                 if *fired == 0 && !c.allow_unfired {
-                    errors.push(format!(
+                    let mut error = format!(
                         "`{path}` declares fault `{name}` but it never fired in {} seeds \
                          (considered {considered} times): the test claims a fault it does not \
                          exercise; raise its probability, make the workload reach it, or mark \
                          the test `allow_unfired`",
                         c.runs
-                    ));
+                    );
+                    if c.per_message.contains(name) && c.unreported_socket_messages > 0 {
+                        let _ = write!(
+                            error,
+                            "; madsim carried {} socket messages that no kelpie-tokio socket \
+                             reported: name `kelpie-tokio` as `tokio` in the service's manifest \
+                             (not madsim-tokio) so that loss, delay, reordering and duplication \
+                             reach its sockets",
+                            c.unreported_socket_messages
+                        );
+                    }
+                    errors.push(error);
                 }
             }
             for (name, s) in &c.sometimes {
@@ -431,6 +456,7 @@ mod tests {
                 stat(FaultKind::StorageWriteFail, write_fired),
                 stat(FaultKind::DiskFull, 0),
             ],
+            unreported_socket_messages: 0,
         }
     }
 
@@ -455,6 +481,47 @@ mod tests {
         assert!(errors[0].starts_with("`cov_dst::lenient`: `sometimes!` \"leader elected\" was evaluated 3 times in 2 seeds but never true"));
         assert!(errors[1].starts_with("`cov_dst::strict` declares fault `DiskFull` but it never fired in 2 seeds (considered 20 times)"));
         assert!(errors[2].contains("sometimes!"));
+    }
+
+    fn lossy() -> Vec<FaultSpec> {
+        vec![FaultSpec::new(FaultKind::PacketLoss, 0.1)]
+    }
+
+    static LOSSY: DstTest = DstTest {
+        name: "lossy",
+        faults: lossy,
+        ..test("lossy", false)
+    };
+
+    #[test]
+    fn unfired_loss_on_sockets_that_never_reported_names_kelpie_tokio() {
+        let session = Session::new([(&LOSSY, 2)], None);
+        let never = |unreported| FaultStats {
+            faults: vec![FaultStat {
+                spec: FaultSpec::new(FaultKind::PacketLoss, 0.1),
+                name: "PacketLoss".into(),
+                kind: FaultKind::PacketLoss,
+                considered: 0,
+                fired: 0,
+            }],
+            unreported_socket_messages: unreported,
+        };
+        session.record(&LOSSY, &never(40), &BTreeMap::new());
+        session.record(&LOSSY, &never(2), &BTreeMap::new());
+        let errors = session.finish().1;
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("declares fault `PacketLoss` but it never fired"));
+        assert!(
+            errors[0].contains("madsim carried 42 socket messages that no kelpie-tokio socket reported: name `kelpie-tokio` as `tokio`"),
+            "{}",
+            errors[0]
+        );
+
+        // Without unreported socket traffic, the plain message.
+        let session = Session::new([(&LOSSY, 1)], None);
+        session.record(&LOSSY, &never(0), &BTreeMap::new());
+        let errors = session.finish().1;
+        assert!(!errors[0].contains("kelpie-tokio"), "{}", errors[0]);
     }
 
     #[test]

@@ -176,6 +176,7 @@ impl FaultInjector {
                     fired: a.fired,
                 })
                 .collect(),
+            unreported_socket_messages: 0,
         }
     }
 }

@@ -25,6 +25,11 @@ pub struct FaultStat {
 pub struct FaultStats {
     /// One entry per declared fault.
     pub faults: Vec<FaultStat>,
+    /// Messages madsim's network carried for sockets that never reported to the run (a
+    /// service whose `tokio` is madsim-tokio, not kelpie-tokio): partitions reached them, the
+    /// other network faults did not. Counted at the end of a run; zero once any kelpie-tokio
+    /// socket reported.
+    pub unreported_socket_messages: u64,
 }
 
 impl FaultStats {

@@ -42,10 +42,12 @@ impl World {
         let virtual_time = st.last_event_time();
         let mut trace = st.trace.take_summary();
         trace.nodes = st.nodes.names();
+        let mut faults = st.faults.stats();
+        faults.unreported_socket_messages = self.unreported_socket_messages(st.socket_reports);
         Facts {
             virtual_time,
             trace,
-            faults: st.faults.stats(),
+            faults,
             sometimes: std::mem::take(&mut st.sometimes),
         }
     }

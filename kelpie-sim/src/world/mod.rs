@@ -83,6 +83,8 @@ pub(crate) struct State {
     sometimes: SometimesTable,
     /// Virtual time at which the body finished.
     ended_at: Option<Duration>,
+    /// Socket events reported through [`crate::sockets`] (kelpie-tokio's sockets).
+    socket_reports: u64,
 }
 
 impl State {
@@ -154,6 +156,7 @@ impl World {
             net: Network::new(seed, &config.net_latency),
             tasks: Tasks::default(),
             ended_at: None,
+            socket_reports: 0,
             next_tick: config.fault_tick,
             ticking: false,
             sometimes: SometimesTable::new(),

@@ -58,8 +58,11 @@ impl World {
         bytes: &[u8],
     ) {
         self.catch_up();
+        let at = self.elapsed();
         let kind = socket_kind(op, peer, bytes);
-        self.record(node, kind);
+        let mut st = self.lock();
+        st.socket_reports += 1;
+        st.trace.record(TraceEvent { at, node, kind });
     }
 
     /// Traces the close of a stream of `node` to `peer`, unless the world is busy on this
@@ -84,6 +87,7 @@ impl World {
         let at = self.elapsed();
         let mut st = self.lock();
         let kind = socket_kind(SocketOp::Write, peer, bytes);
+        st.socket_reports += 1;
         st.trace.record(TraceEvent { at, node, kind });
         let fired = self.decide_send_if(&mut st, at, node, |spec| {
             matches!(spec.kind(), FaultKind::PacketLoss | FaultKind::NetworkDelay)
@@ -108,6 +112,7 @@ impl World {
         let at = self.elapsed();
         let mut st = self.lock();
         let kind = socket_kind(SocketOp::SendTo, peer, bytes);
+        st.socket_reports += 1;
         st.trace.record(TraceEvent { at, node, kind });
         let fired = self.decide_send_if(&mut st, at, node, |_| true);
         let mut out = outgoing(node);
@@ -116,6 +121,19 @@ impl World {
             lost,
             delay: Duration::from_nanos(out.latency_ns + out.hold_back_ns),
             copies: out.copies,
+        }
+    }
+}
+
+impl World {
+    /// Messages madsim's network carried while no socket reported to the run: sockets of
+    /// madsim-tokio (or madsim-tonic's endpoints), which the network faults other than
+    /// partitions never see. Zero once any kelpie-tokio socket reported.
+    pub(super) fn unreported_socket_messages(&self, socket_reports: u64) -> u64 {
+        if socket_reports > 0 {
+            0
+        } else {
+            self.netsim.stat().msg_count
         }
     }
 }

@@ -360,3 +360,53 @@ fn on_raw_madsim_the_sockets_only_pass_through() {
     });
     assert_eq!(reply, "pong\n");
 }
+
+#[test]
+fn sockets_that_do_not_report_are_counted_as_unreported() {
+    // madsim's own sockets (madsim-tokio's `tokio::net`): partitions reach them, loss does not,
+    // and the run says how many messages it could not see.
+    let report = Simulation::new(SimConfig::with_seed(2))
+        .with_fault(FaultSpec::new(FaultKind::PacketLoss, 1.0))
+        .run(|env| async move {
+            let n1 = env
+                .create_node("n1")
+                .init(|env| async move {
+                    let listener = madsim::net::TcpListener::bind((env.ip(), PORT))
+                        .await
+                        .unwrap();
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    s.write_all(b"hi\n").await.unwrap();
+                    s.flush().await.unwrap();
+                })
+                .build()
+                .node();
+            env.sleep(ms(1)).await;
+            let s = madsim::net::TcpStream::connect((n1.ip(), PORT))
+                .await
+                .unwrap();
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).await.unwrap();
+            line
+        })
+        .unwrap();
+    assert_eq!(report.output, "hi\n");
+    assert_eq!(report.faults.considered(FaultKind::PacketLoss), 0);
+    assert!(
+        report.faults.unreported_socket_messages >= 2,
+        "{:?}",
+        report.faults
+    );
+
+    // kelpie-tokio's sockets report: nothing unreported.
+    let (_, considered, _) = round_trip(Some(FaultSpec::new(FaultKind::PacketLoss, 0.0)), 2);
+    assert_eq!(considered, 2);
+    let report = Simulation::new(SimConfig::with_seed(2))
+        .run(|env| async move {
+            let s1 = server(&env, "s1");
+            env.sleep(ms(1)).await;
+            ask(&env, s1, "x", ms(100)).await
+        })
+        .unwrap();
+    assert_eq!(report.output.as_deref(), Ok("s1:x"));
+    assert_eq!(report.faults.unreported_socket_messages, 0);
+}
