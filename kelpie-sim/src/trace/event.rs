@@ -146,10 +146,11 @@ pub enum EventKind {
     Socket {
         /// What happened.
         op: SocketOp,
-        /// The other end's address.
-        peer: std::net::SocketAddr,
-        /// How many bytes (0 for connects, accepts and closes).
-        len: u64,
+        /// The other end's address (an IPv6 peer, which Kelpie's nodes never are, is
+        /// recorded as `0.0.0.0` with its port: the variant stays as small as the others).
+        peer: std::net::SocketAddrV4,
+        /// How many bytes (0 for connects, accepts and closes; saturated at `u32::MAX`).
+        len: u32,
         /// Stable hash of the bytes (0 for none).
         content: u64,
     },

@@ -124,4 +124,12 @@ mod tests {
         );
         assert_ne!(stable_hash("ab"), stable_hash("ba"));
     }
+
+    #[test]
+    fn an_event_stays_as_small_as_before_socket_events() {
+        // Every run keeps a ring of events and the determinism check keeps them all: a new
+        // variant must not make every event bigger (32 bytes: the size before sockets).
+        assert!(std::mem::size_of::<EventKind>() <= 32);
+        assert!(std::mem::size_of::<TraceEvent>() <= 56);
+    }
 }

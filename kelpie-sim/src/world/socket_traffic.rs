@@ -13,7 +13,7 @@
 //!
 //! Partitions reach the same sockets through madsim's links ([`super::sockets`]).
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,10 +140,14 @@ impl World {
 
 /// The trace event of `op` on `bytes` with `peer`.
 fn socket_kind(op: SocketOp, peer: SocketAddr, bytes: &[u8]) -> EventKind {
+    let peer = match peer {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(v6) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, v6.port()),
+    };
     EventKind::Socket {
         op,
         peer,
-        len: bytes.len() as u64,
+        len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
         content: if bytes.is_empty() {
             0
         } else {

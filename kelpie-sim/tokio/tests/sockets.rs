@@ -74,7 +74,7 @@ fn server(env: &SimEnv, name: &str) -> NodeId {
 }
 
 /// Socket events of a trace, as `(node, op, len)`.
-fn socket_events(events: &[kelpie_sim::TraceEvent]) -> Vec<(NodeId, SocketOp, u64)> {
+fn socket_events(events: &[kelpie_sim::TraceEvent]) -> Vec<(NodeId, SocketOp, u32)> {
     events
         .iter()
         .filter_map(|e| match e.kind {
