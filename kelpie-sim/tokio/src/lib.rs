@@ -1,23 +1,9 @@
 //! tokio for a service under Kelpie: the one manifest change that puts an existing tokio
-//! service under Kelpie's network faults and into its trace.
-//!
-//! ```toml
-//! [dependencies]
-//! tokio = { package = "kelpie-tokio", version = "0.1", features = ["full"] }
-//! ```
-//!
-//! Without `--cfg madsim` this crate is plain tokio (through madsim-tokio, which is plain tokio
-//! then), so the service ships unchanged. With it, it is madsim-tokio (`tokio::spawn`,
-//! `tokio::time`, … on madsim's deterministic executor) except for [`net`]: its
-//! [`TcpStream`](net::TcpStream), [`TcpListener`](net::TcpListener) and
-//! [`UdpSocket`](net::UdpSocket) wrap madsim's and report every connect, accept, close, flush,
-//! read and datagram to the Kelpie run (size and hash into the trace), which decides
-//! `PacketLoss`, `NetworkDelay`, `MessageReorder` and `MessageDuplicate` on each stream segment
-//! and datagram. Partitions and crashes reach these sockets as they reach madsim-tokio's.
+//! service under Kelpie's network faults and into its trace. Its sockets take the run's faults:
 //!
 //! ```
 //! # #[cfg(madsim)] {
-//! use kelpie_sim::{EventKind, FaultKind, FaultSpec, SimConfig, Simulation, SocketOp};
+//! use kelpie_sim::{FaultKind, FaultSpec, SimConfig, Simulation};
 //! use kelpie_tokio::io::{AsyncReadExt, AsyncWriteExt};
 //! use kelpie_tokio::net::{TcpListener, TcpStream};
 //!
@@ -52,6 +38,22 @@
 //! assert_eq!(report.faults.fired(FaultKind::PacketLoss), 2);
 //! # }
 //! ```
+//!
+//! The change, in the service's manifest:
+//!
+//! ```toml
+//! [dependencies]
+//! tokio = { package = "kelpie-tokio", version = "0.1", features = ["full"] }
+//! ```
+//!
+//! Without `--cfg madsim` this crate is plain tokio (through madsim-tokio, which is plain tokio
+//! then), so the service ships unchanged. With it, it is madsim-tokio (`tokio::spawn`,
+//! `tokio::time`, … on madsim's deterministic executor) except for [`net`]: its
+//! [`TcpStream`](net::TcpStream), [`TcpListener`](net::TcpListener) and
+//! [`UdpSocket`](net::UdpSocket) wrap madsim's and report every connect, accept, close, flush,
+//! read and datagram to the Kelpie run (size and hash into the trace), which decides
+//! `PacketLoss`, `NetworkDelay`, `MessageReorder` and `MessageDuplicate` on each stream segment
+//! and datagram. Partitions and crashes reach these sockets as they reach madsim-tokio's.
 //!
 //! What madsim-tokio's sockets do differently from the kernel's (bytes leave on `flush`,
 //! `shutdown` sends no EOF, no `into_split`) is unchanged: see the README's "Testing an
