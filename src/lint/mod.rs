@@ -278,6 +278,26 @@ mod tests {
     }
 
     #[test]
+    fn tokio_under_another_name_is_flagged_as_tokio() {
+        // A service's tokio is kelpie-tokio or madsim-tokio; a DST file that names them directly
+        // still spawns and sleeps outside `env`.
+        let source = "use kelpie_tokio::time::sleep;\nfn t() {\n    \
+                      madsim_tokio::spawn(async {});\n    sleep(d);\n}\n";
+        let found = lint_source(Path::new("tests/a_dst.rs"), source);
+        let found: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert_eq!(
+            found,
+            [
+                "tests/a_dst.rs:3:5: `madsim_tokio::spawn` is not deterministic in a DST test: \
+                 use `env.spawn(...)`",
+                "tests/a_dst.rs:4:5: `kelpie_tokio::time::sleep` (written `sleep`) is not \
+                 deterministic in a DST test: use `env.sleep(...)`"
+            ]
+        );
+    }
+
+    #[test]
     fn ending_the_process_is_flagged_through_a_module_import() {
         // The import is outside the fn: the file lint sees it, the attribute (which sees only the
         // fn) would not.

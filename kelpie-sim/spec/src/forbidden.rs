@@ -395,7 +395,21 @@ pub const REEXPORTS: &[(&str, &str)] = &[
     ("futures::prelude::executor", "futures::executor"),
 ];
 
-/// The most specific entry covering the absolute `path` (by segments), if any.
+/// Crates that are tokio under another name: madsim-tokio and kelpie-tokio re-export tokio's
+/// API (its spawn, time, runtime), so a path through them is the tokio path it names.
+const TOKIO_UNDER_OTHER_NAMES: &[&str] = &["madsim_tokio", "kelpie_tokio"];
+
+/// `segment`, with a tokio-under-another-name crate read as `tokio` when it is the first.
+fn canonical(index: usize, segment: &str) -> &str {
+    if index == 0 && TOKIO_UNDER_OTHER_NAMES.contains(&segment) {
+        "tokio"
+    } else {
+        segment
+    }
+}
+
+/// The most specific entry covering the absolute `path` (by segments), if any. A path through
+/// madsim-tokio or kelpie-tokio is read as the tokio path it names.
 ///
 /// ```
 /// use kelpie_spec::forbidden::lookup;
@@ -403,14 +417,20 @@ pub const REEXPORTS: &[(&str, &str)] = &[
 /// assert_eq!(lookup(&["tokio", "time", "sleep"]).unwrap().path, "tokio::time::sleep");
 /// assert_eq!(lookup(&["tokio", "time", "interval"]).unwrap().path, "tokio::time");
 /// assert!(lookup(&["tokio", "time", "Duration"]).is_none());
+/// assert_eq!(lookup(&["kelpie_tokio", "spawn"]).unwrap().path, "tokio::spawn");
+/// assert_eq!(lookup(&["madsim_tokio", "time", "sleep"]).unwrap().path, "tokio::time::sleep");
 /// ```
 pub fn lookup<S: AsRef<str>>(path: &[S]) -> Option<&'static Forbidden> {
     FORBIDDEN
         .iter()
         .filter(|entry| {
             let len = entry.segments().count();
-            let under =
-                path.len() >= len && entry.segments().zip(path).all(|(a, b)| a == b.as_ref());
+            let under = path.len() >= len
+                && entry
+                    .segments()
+                    .zip(path)
+                    .enumerate()
+                    .all(|(i, (a, b))| a == canonical(i, b.as_ref()));
             match entry.matching {
                 Match::Exact => under && path.len() == len,
                 Match::Prefix { allowed, .. } => {
@@ -436,14 +456,20 @@ pub(crate) fn known_member(module: &[String], name: &str) -> bool {
             .collect()
     });
     segmented.iter().any(|(segs, entry)| {
-        let under = segs.len() > module.len()
+        let module = || {
+            module
+                .iter()
+                .enumerate()
+                .map(|(i, s)| canonical(i, s.as_str()))
+        };
+        let under = segs.len() > module().count()
             && segs
                 .iter()
-                .zip(module.iter().map(String::as_str).chain([name]))
+                .zip(module().chain([name]))
                 .all(|(a, b)| *a == b);
         let listed = match entry.matching {
             Match::Prefix { members, allowed } => {
-                segs.iter().copied().eq(module.iter().map(String::as_str))
+                segs.iter().copied().eq(module())
                     && (members.contains(&name) || allowed.contains(&name))
             }
             Match::Exact => false,
