@@ -14,7 +14,8 @@
 //!     .run(move |_env| async move {
 //!         let node = sockets::current_node().expect("the supervisor is a Kelpie node");
 //!         sockets::event(node, SocketOp::Connect, peer, &[]);
-//!         sockets::stream_segment(node, peer, b"PING\r\n")
+//!         let local: SocketAddr = "10.0.0.1:1".parse().unwrap();
+//!         sockets::stream_segment(node, local, peer, b"PING\r\n")
 //!     })
 //!     .unwrap();
 //! assert_eq!(report.output, std::time::Duration::ZERO); // no fault declared: no hold
@@ -46,16 +47,46 @@ pub fn event(node: NodeId, op: SocketOp, peer: SocketAddr, bytes: &[u8]) {
     World::with_current_arc(|w| w.socket_event(node, op, peer, bytes));
 }
 
-/// Traces the close of a stream of `node` to `peer` (called from a stream's `Drop`: skipped
-/// while the run itself is dropping tasks).
-pub fn closed(node: NodeId, peer: SocketAddr) {
-    World::with_current(|w| w.socket_closed(node, peer));
+/// Traces the close of `node`'s stream from `local` to `peer` (called from a stream's `Drop`:
+/// skipped while the run itself is dropping tasks), and forgets the flow it read.
+pub fn closed(node: NodeId, local: SocketAddr, peer: SocketAddr) {
+    World::with_current(|w| w.socket_closed(node, local, peer));
 }
 
-/// A stream segment (the bytes of one flush) from `node` to `peer`: traced, and the loss and
-/// delay faults decided on it. Returns how long the segment is held before it goes out.
-pub fn stream_segment(node: NodeId, peer: SocketAddr, bytes: &[u8]) -> Duration {
-    World::with_current_arc(|w| w.stream_segment(node, peer, bytes)).unwrap_or_default()
+/// A stream segment (the bytes of one flush) that `node` writes from `local` to `peer` (the
+/// addresses as the peer's stream names them the other way round): traced, and the loss and
+/// delay faults decided on it. Returns how long the reader will wait for it beyond the
+/// network's latency; the writer does not wait.
+pub fn stream_segment(node: NodeId, local: SocketAddr, peer: SocketAddr, bytes: &[u8]) -> Duration {
+    World::with_current_arc(|w| w.stream_segment(node, local, peer, bytes)).unwrap_or_default()
+}
+
+/// Whether a fault can hold a stream segment in the current run (a fault on sends is
+/// declared); fixed for the run. A stream that asks once at its start can skip
+/// [`stream_readable`] when not.
+pub fn streams_may_be_held() -> bool {
+    World::with_current(World::streams_may_be_held).unwrap_or(false)
+}
+
+/// How far the reader at `local` of the stream from `peer`, having read `read` bytes so far,
+/// may read now: a fault may hold a segment (and every byte behind it).
+pub fn stream_readable(local: SocketAddr, peer: SocketAddr, read: u64) -> Readable {
+    World::with_current(|w| match w.stream_readable(local, peer, read) {
+        crate::world::flows::Readable::Upto(n) => Readable::Upto(n),
+        crate::world::flows::Readable::Until(at) => Readable::Wait(Duration::from_nanos(
+            at.saturating_sub(crate::time::nanos(w.elapsed())),
+        )),
+    })
+    .unwrap_or(Readable::Upto(u64::MAX))
+}
+
+/// What [`stream_readable`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readable {
+    /// Up to this many bytes now (`u64::MAX`: whatever has arrived).
+    Upto(u64),
+    /// Nothing before this much more virtual time.
+    Wait(Duration),
 }
 
 /// A datagram from `node` to `peer`: traced, and the network faults decided on it.

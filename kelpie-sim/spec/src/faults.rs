@@ -146,12 +146,12 @@ fault_table! {
     NetworkPartitionOneWay: Network [P, ms("heal_ms", 1000, "longest time until the partition heals")],
     /// A message is dropped. On `tokio::net` sockets (kelpie-tokio), decided per stream segment
     /// (the bytes of one flush) and per datagram: a stream cannot lose bytes, so the segment is
-    /// retransmitted after 200 ms (Linux's minimum RTO), holding the writer's flush and every
-    /// later byte; a datagram is dropped.
+    /// retransmitted after 200 ms (Linux's minimum RTO): its reader waits for it and every later
+    /// byte, its writer does not; a datagram is dropped.
     PacketLoss: Network [P],
     /// A message is delayed by an extra random virtual time up to `max_ms`. On sockets
-    /// (kelpie-tokio): a stream segment is held that long (the writer's flush with it, later
-    /// bytes behind it); a datagram is sent that much later.
+    /// (kelpie-tokio): a stream segment reaches its reader that much later (later bytes behind
+    /// it); a datagram is sent that much later.
     NetworkDelay: Network [P, ms("max_ms", 100, "upper bound of the added delay")],
     /// A message is held back by up to `max_ms`, so that later messages overtake it. On sockets
     /// (kelpie-tokio): a datagram is sent that much later; streams deliver in order, so it is

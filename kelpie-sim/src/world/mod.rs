@@ -15,7 +15,8 @@
 //! - [`spawn`]: a test's tasks on their node;
 //! - [`sockets`]: the nodes' addresses and links in madsim's network (`tokio::net` sockets);
 //! - [`socket_traffic`]: what those sockets report (trace events) and the network faults'
-//!   decisions on their segments and datagrams;
+//!   decisions on their segments and datagrams; [`flows`], the streams' byte flows and the
+//!   segments those decisions hold;
 //! - [`end`]: the end of a run (reaping tasks, the facts for its report).
 //!
 //! The handles in `env/` call these methods; they never touch the state themselves.
@@ -23,6 +24,7 @@
 mod decide;
 pub(crate) mod disk;
 mod end;
+pub(crate) mod flows;
 mod lifecycle;
 mod messaging;
 pub(crate) mod net;
@@ -85,6 +87,8 @@ pub(crate) struct State {
     ended_at: Option<Duration>,
     /// Socket events reported through [`crate::sockets`] (kelpie-tokio's sockets).
     socket_reports: u64,
+    /// The TCP byte flows of kelpie-tokio's streams and the segments faults hold.
+    flows: flows::Flows,
 }
 
 impl State {
@@ -157,6 +161,7 @@ impl World {
             tasks: Tasks::default(),
             ended_at: None,
             socket_reports: 0,
+            flows: flows::Flows::default(),
             next_tick: config.fault_tick,
             ticking: false,
             sometimes: SometimesTable::new(),

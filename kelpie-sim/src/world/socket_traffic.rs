@@ -6,7 +6,8 @@
 //! What a fault does there (the stream model allows no silent loss):
 //! - a stream segment (the bytes of one flush) that `PacketLoss` hits is retransmitted after
 //!   [`RETRANSMIT`] (Linux's minimum retransmission timeout); `NetworkDelay` adds its delay;
-//!   either holds the writer's flush, and every later byte of the stream waits behind it.
+//!   the reader waits for it, and for every later byte of the stream behind it
+//!   ([`super::flows`]); the writer's flush returns at once, as the kernel's does.
 //!   `MessageReorder` and `MessageDuplicate` are not considered: TCP delivers in order, once;
 //! - a datagram that `PacketLoss` hits is dropped; `NetworkDelay` and `MessageReorder` send it
 //!   late (later datagrams may overtake it); `MessageDuplicate` sends it twice.
@@ -17,12 +18,14 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fault::FaultKind;
+use crate::fault::{FaultKind, OpKind};
 use crate::ids::NodeId;
 use crate::trace::{stable_hash, EventKind, SocketOp, TraceEvent};
 
+use super::flows::Readable;
 use super::net::Outgoing;
 use super::World;
+use crate::time::nanos;
 
 /// How long a stream segment that [`FaultKind::PacketLoss`] hits waits for its retransmission.
 pub const RETRANSMIT: Duration = Duration::from_millis(200);
@@ -65,21 +68,25 @@ impl World {
         st.trace.record(TraceEvent { at, node, kind });
     }
 
-    /// Traces the close of a stream of `node` to `peer`, unless the world is busy on this
-    /// thread (a stream dropped while the world itself drops tasks, at the end of a run).
-    pub(crate) fn socket_closed(&self, node: NodeId, peer: SocketAddr) {
+    /// Traces the close of `node`'s stream from `local` to `peer`, and forgets the flow it
+    /// read; unless the world is busy on this thread (a stream dropped while the world itself
+    /// drops tasks, at the end of a run).
+    pub(crate) fn socket_closed(&self, node: NodeId, local: SocketAddr, peer: SocketAddr) {
         let at = self.elapsed();
         if let Some(mut st) = self.try_lock() {
             let kind = socket_kind(SocketOp::Close, peer, &[]);
             st.trace.record(TraceEvent { at, node, kind });
+            st.flows.close(peer, local);
         }
     }
 
-    /// A stream segment (the bytes of one flush) from `node` to `peer`: traced, and the loss
-    /// and delay faults decided on it. Returns how long it is held before it goes out.
+    /// A stream segment (the bytes of one flush) that `node` writes from `local` to `peer`:
+    /// traced, and the loss and delay faults decided on it. Returns how long the reader will
+    /// wait for it beyond the network's latency (zero if no fault fired).
     pub(crate) fn stream_segment(
         self: &Arc<Self>,
         node: NodeId,
+        local: SocketAddr,
         peer: SocketAddr,
         bytes: &[u8],
     ) -> Duration {
@@ -92,13 +99,41 @@ impl World {
         let fired = self.decide_send_if(&mut st, at, node, |spec| {
             matches!(spec.kind(), FaultKind::PacketLoss | FaultKind::NetworkDelay)
         });
-        if fired.is_empty() {
-            return Duration::ZERO;
+        let held = if fired.is_empty() {
+            Duration::ZERO
+        } else {
+            let mut out = outgoing(node);
+            let lost = st.apply_send_faults(&fired, &mut out);
+            let retransmit = if lost { RETRANSMIT } else { Duration::ZERO };
+            retransmit + Duration::from_nanos(out.latency_ns)
+        };
+        // Without a fault on sends nothing is ever held: the flows are not kept.
+        if self.streams_may_be_held() {
+            let release = (!held.is_zero()).then(|| nanos(at + held));
+            st.flows.written(local, peer, bytes.len() as u64, release);
         }
-        let mut out = outgoing(node);
-        let lost = st.apply_send_faults(&fired, &mut out);
-        let retransmit = if lost { RETRANSMIT } else { Duration::ZERO };
-        retransmit + Duration::from_nanos(out.latency_ns)
+        held
+    }
+
+    /// Whether a fault can hold a stream segment in this run (one applies to sends); fixed
+    /// for the run, so a stream may ask once.
+    pub(crate) fn streams_may_be_held(&self) -> bool {
+        self.fault_ops & (1 << OpKind::Send as u32) != 0
+    }
+
+    /// How far the reader at `local` of the stream from `peer`, having read `read` bytes, may
+    /// read now.
+    pub(crate) fn stream_readable(
+        &self,
+        local: SocketAddr,
+        peer: SocketAddr,
+        read: u64,
+    ) -> Readable {
+        if !self.streams_may_be_held() {
+            return Readable::Upto(u64::MAX);
+        }
+        let now = nanos(self.elapsed());
+        self.lock().flows.readable(peer, local, read, now)
     }
 
     /// A datagram from `node` to `peer`: traced, and the network faults decided on it.

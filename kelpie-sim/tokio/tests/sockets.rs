@@ -410,3 +410,57 @@ fn sockets_that_do_not_report_are_counted_as_unreported() {
     assert_eq!(report.output.as_deref(), Ok("s1:x"));
     assert_eq!(report.faults.unreported_socket_messages, 0);
 }
+
+#[test]
+fn a_lost_segment_holds_the_reader_and_every_later_byte_not_the_writer() {
+    use kelpie_tokio::io::AsyncReadExt;
+    // Only the first segment is lost.
+    let report = Simulation::new(SimConfig::with_seed(4))
+        .with_fault(FaultSpec::new(FaultKind::PacketLoss, 1.0).max_triggers(1))
+        .run(|env| async move {
+            let got = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let seen = got.clone();
+            let n1 = env
+                .create_node("n1")
+                .init(move |env| {
+                    let seen = seen.clone();
+                    async move {
+                        let listener = TcpListener::bind((env.ip(), PORT)).await.unwrap();
+                        let (mut s, _) = listener.accept().await.unwrap();
+                        let mut buf = [0u8; 8];
+                        s.read_exact(&mut buf).await.unwrap();
+                        *seen.lock().unwrap() = Some((buf, env.elapsed()));
+                    }
+                })
+                .build()
+                .node();
+            env.sleep(ms(1)).await;
+            let mut s = TcpStream::connect((n1.ip(), PORT)).await.unwrap();
+            let sent = env.elapsed();
+            s.write_all(b"aaaa").await.unwrap();
+            s.flush().await.unwrap();
+            s.write_all(b"bbbb").await.unwrap();
+            s.flush().await.unwrap();
+            let writer_waited = env.elapsed() - sent;
+            env.sleep(ms(500)).await;
+            let got = got.lock().unwrap().take();
+            (sent, writer_waited, got)
+        })
+        .unwrap();
+    let (sent, writer_waited, got) = report.output;
+    assert_eq!(
+        writer_waited,
+        Duration::ZERO,
+        "the writer's flushes return at once"
+    );
+    let (bytes, at) = got.expect("the reader got its 8 bytes");
+    assert_eq!(&bytes, b"aaaabbbb", "in order");
+    // The second segment was not lost, but waited behind the first.
+    assert!(at - sent >= RETRANSMIT, "read after {:?}", at - sent);
+    assert!(
+        at - sent < RETRANSMIT + ms(50),
+        "read after {:?}",
+        at - sent
+    );
+    assert_eq!(report.faults.fired(FaultKind::PacketLoss), 1);
+}

@@ -35,7 +35,9 @@ impl TcpListener {
         if let Some(node) = node {
             sockets::event(node, SocketOp::Accept, peer, &[]);
         }
-        Ok((TcpStream::wrap(stream, node, peer), peer))
+        // The address the peer connected to: its stream's peer address.
+        let local = stream.local_addr()?;
+        Ok((TcpStream::wrap(stream, node, local, peer), peer))
     }
 
     /// The local address.
