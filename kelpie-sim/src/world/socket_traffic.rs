@@ -15,7 +15,7 @@
 //! Partitions reach the same sockets through madsim's links ([`super::sockets`]).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use crate::fault::{FaultKind, OpKind};
@@ -24,7 +24,7 @@ use crate::trace::{stable_hash, EventKind, SocketOp, TraceEvent};
 
 use super::flows::Readable;
 use super::net::Outgoing;
-use super::World;
+use super::{State, World};
 use crate::time::nanos;
 
 /// How long a stream segment that [`FaultKind::PacketLoss`] hits waits for its retransmission.
@@ -60,12 +60,25 @@ impl World {
         peer: SocketAddr,
         bytes: &[u8],
     ) {
+        let _traced = self.report(node, op, peer, bytes);
+    }
+
+    /// Processes the ticks due, then traces and counts one reported socket event; returns the
+    /// locked state and the event's time, for the fault decisions that follow it.
+    fn report(
+        self: &Arc<Self>,
+        node: NodeId,
+        op: SocketOp,
+        peer: SocketAddr,
+        bytes: &[u8],
+    ) -> (MutexGuard<'_, State>, Duration) {
         self.catch_up();
         let at = self.elapsed();
         let kind = socket_kind(op, peer, bytes);
         let mut st = self.lock();
         st.socket_reports += 1;
         st.trace.record(TraceEvent { at, node, kind });
+        (st, at)
     }
 
     /// Traces the close of `node`'s stream from `local` to `peer`, and forgets the flow it
@@ -90,12 +103,7 @@ impl World {
         peer: SocketAddr,
         bytes: &[u8],
     ) -> Duration {
-        self.catch_up();
-        let at = self.elapsed();
-        let mut st = self.lock();
-        let kind = socket_kind(SocketOp::Write, peer, bytes);
-        st.socket_reports += 1;
-        st.trace.record(TraceEvent { at, node, kind });
+        let (mut st, at) = self.report(node, SocketOp::Write, peer, bytes);
         let fired = self.decide_send_if(&mut st, at, node, |spec| {
             matches!(spec.kind(), FaultKind::PacketLoss | FaultKind::NetworkDelay)
         });
@@ -143,12 +151,7 @@ impl World {
         peer: SocketAddr,
         bytes: &[u8],
     ) -> DatagramFate {
-        self.catch_up();
-        let at = self.elapsed();
-        let mut st = self.lock();
-        let kind = socket_kind(SocketOp::SendTo, peer, bytes);
-        st.socket_reports += 1;
-        st.trace.record(TraceEvent { at, node, kind });
+        let (mut st, at) = self.report(node, SocketOp::SendTo, peer, bytes);
         let fired = self.decide_send_if(&mut st, at, node, |_| true);
         let mut out = outgoing(node);
         let lost = st.apply_send_faults(&fired, &mut out);
