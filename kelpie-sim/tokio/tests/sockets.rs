@@ -464,3 +464,47 @@ fn a_lost_segment_holds_the_reader_and_every_later_byte_not_the_writer() {
     );
     assert_eq!(report.faults.fired(FaultKind::PacketLoss), 1);
 }
+
+#[test]
+fn try_read_buf_reads_what_has_arrived_and_counts_it() {
+    use kelpie_tokio::io::AsyncReadExt;
+    // The server's first segment is lost; madsim's `try_read_buf` returns only what an earlier
+    // read left in its buffer, never a new segment.
+    let report = Simulation::new(SimConfig::with_seed(6))
+        .with_fault(FaultSpec::new(FaultKind::PacketLoss, 1.0).max_triggers(1))
+        .run(|env| async move {
+            let n1 = env
+                .create_node("n1")
+                .init(|env| async move {
+                    let listener = TcpListener::bind((env.ip(), PORT)).await.unwrap();
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    for part in [&b"ab"[..], b"cd"] {
+                        s.write_all(part).await.unwrap();
+                        s.flush().await.unwrap();
+                    }
+                    std::future::pending::<()>().await;
+                })
+                .build()
+                .node();
+            env.sleep(ms(1)).await;
+            let mut s = TcpStream::connect((n1.ip(), PORT)).await.unwrap();
+            let start = env.elapsed();
+            let mut buf = bytes::BytesMut::new();
+            let early = s.try_read_buf(&mut buf).map_err(|e| e.kind());
+            let mut one = [0u8; 1];
+            s.read_exact(&mut one).await.unwrap();
+            let waited = env.elapsed() - start;
+            let n = s.try_read_buf(&mut buf).unwrap();
+            let mut rest = [0u8; 2];
+            s.read_exact(&mut rest).await.unwrap();
+            (early, waited, one, n, buf.to_vec(), rest)
+        })
+        .unwrap();
+    let (early, waited, one, n, buf, rest) = report.output;
+    assert_eq!(early, Err(std::io::ErrorKind::WouldBlock));
+    assert!(waited >= RETRANSMIT, "{waited:?}");
+    assert_eq!(
+        (&one, n, buf.as_slice(), &rest),
+        (b"a", 1, &b"b"[..], b"cd")
+    );
+}

@@ -132,7 +132,8 @@ impl TcpStream {
         let want = usize::try_from(limit)
             .unwrap_or(usize::MAX)
             .min(buf.remaining_mut());
-        let mut read = Vec::with_capacity(want);
+        // Not preallocated: `want` may be nearly `isize::MAX` (a `Vec`'s or `BytesMut`'s room).
+        let mut read = Vec::new();
         let n = self.inner.try_read_buf(&mut (&mut read).limit(want))?;
         self.traced_read(&read);
         buf.put_slice(&read);
