@@ -182,13 +182,14 @@ async fn loss_and_delay_reach_mini_redis(env: SimEnv) -> Result<(), String> {
         stats.fired(kelpie::FaultKind::NetworkDelay),
     );
     // a's request segment waited for its retransmission; b's only for its delay.
-    if lossy < kelpie::net::sockets::RETRANSMIT || lossy > kelpie::net::sockets::RETRANSMIT + ms(50)
+    if lossy < kelpie::net::sockets::RETRANSMIT || lossy > kelpie::net::sockets::RETRANSMIT + ms(20)
     {
         return Err(format!(
             "a's GET took {lossy:?} with its request segment lost once"
         ));
     }
-    if delayed.is_zero() || delayed > ms(100 + 50) {
+    // A round trip's two network latencies are each under 10 ms (`SimConfig::net_latency`).
+    if delayed.is_zero() || delayed > ms(100 + 20) {
         return Err(format!(
             "b's GET took {delayed:?} with its request delayed up to 100 ms"
         ));
