@@ -33,6 +33,7 @@ use crate::ids::NodeId;
 use crate::trace::SocketOp;
 use crate::world::World;
 
+pub use crate::world::flows::Readable;
 pub use crate::world::socket_traffic::{DatagramFate, RETRANSMIT};
 
 /// The Kelpie node the running task belongs to, if it runs in a Kelpie run on a node Kelpie
@@ -71,28 +72,11 @@ pub fn streams_may_be_held() -> bool {
 /// How far the reader at `local` of the stream from `peer`, having read `read` bytes so far,
 /// may read now: a fault may hold a segment (and every byte behind it).
 pub fn stream_readable(local: SocketAddr, peer: SocketAddr, read: u64) -> Readable {
-    World::with_current(|w| match w.stream_readable(local, peer, read) {
-        crate::world::flows::Readable::Upto(n) => Readable::Upto(n),
-        crate::world::flows::Readable::Until(at) => Readable::Wait(Duration::from_nanos(
-            at.saturating_sub(crate::time::nanos(w.elapsed())),
-        )),
-    })
-    .unwrap_or(Readable::Upto(u64::MAX))
-}
-
-/// What [`stream_readable`] allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readable {
-    /// Up to this many bytes now (`u64::MAX`: whatever has arrived).
-    Upto(u64),
-    /// Nothing before this much more virtual time.
-    Wait(Duration),
+    World::with_current(|w| w.stream_readable(local, peer, read))
+        .unwrap_or(Readable::Upto(u64::MAX))
 }
 
 /// A datagram from `node` to `peer`: traced, and the network faults decided on it.
 pub fn datagram(node: NodeId, peer: SocketAddr, bytes: &[u8]) -> DatagramFate {
-    World::with_current_arc(|w| w.datagram(node, peer, bytes)).unwrap_or(DatagramFate {
-        copies: 1,
-        ..DatagramFate::default()
-    })
+    World::with_current_arc(|w| w.datagram(node, peer, bytes)).unwrap_or(DatagramFate::UNTOUCHED)
 }

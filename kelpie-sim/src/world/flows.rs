@@ -7,14 +7,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// How far the reader of a flow may read now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readable {
     /// Up to this many bytes (`u64::MAX`: as many as have arrived).
     Upto(u64),
-    /// Nothing until this virtual time (nanoseconds since the run started).
-    Until(u64),
+    /// Nothing before this much more virtual time.
+    Wait(Duration),
 }
 
 /// One held segment: bytes `start..end` of the flow, released at `release` (nanoseconds).
@@ -66,7 +67,8 @@ impl Flows {
         }
     }
 
-    /// How far the reader of `from → to`, having read `read` bytes, may read at `now`.
+    /// How far the reader of `from → to`, having read `read` bytes, may read at `now`
+    /// (nanoseconds since the run started).
     pub(crate) fn readable(
         &mut self,
         from: SocketAddr,
@@ -81,7 +83,7 @@ impl Flows {
             if h.end <= read || h.release <= now {
                 flow.holds.pop_front();
             } else if h.start <= read {
-                return Readable::Until(h.release);
+                return Readable::Wait(Duration::from_nanos(h.release - now));
             } else {
                 return Readable::Upto(h.start - read);
             }
@@ -112,12 +114,21 @@ mod tests {
         f.written(a, b, 7, None);
         f.written(a, b, 3, Some(50)); // released no earlier than the hold before it
         assert_eq!(f.readable(a, b, 0, 0), Readable::Upto(10));
-        assert_eq!(f.readable(a, b, 10, 0), Readable::Until(100));
-        assert_eq!(f.readable(a, b, 12, 99), Readable::Until(100));
+        assert_eq!(
+            f.readable(a, b, 10, 0),
+            Readable::Wait(Duration::from_nanos(100))
+        );
+        assert_eq!(
+            f.readable(a, b, 12, 99),
+            Readable::Wait(Duration::from_nanos(1))
+        );
         // Past the first held segment (time stands still): up to the second, which the
         // first's release holds too.
         assert_eq!(f.readable(a, b, 15, 99), Readable::Upto(7));
-        assert_eq!(f.readable(a, b, 22, 99), Readable::Until(100));
+        assert_eq!(
+            f.readable(a, b, 22, 99),
+            Readable::Wait(Duration::from_nanos(1))
+        );
         assert_eq!(f.readable(a, b, 22, 100), Readable::Upto(u64::MAX));
         // The other direction, and an unknown flow, are not held.
         assert_eq!(f.readable(b, a, 0, 0), Readable::Upto(u64::MAX));

@@ -20,18 +20,18 @@ use std::time::Duration;
 
 use crate::fault::{FaultKind, OpKind};
 use crate::ids::NodeId;
+use crate::time::nanos;
 use crate::trace::{stable_hash, EventKind, SocketOp, TraceEvent};
 
 use super::flows::Readable;
 use super::net::Outgoing;
 use super::{State, World};
-use crate::time::nanos;
 
 /// How long a stream segment that [`FaultKind::PacketLoss`] hits waits for its retransmission.
 pub const RETRANSMIT: Duration = Duration::from_millis(200);
 
 /// What the network faults do to one datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatagramFate {
     /// Dropped (`PacketLoss`).
     pub lost: bool,
@@ -39,6 +39,15 @@ pub struct DatagramFate {
     pub delay: Duration,
     /// How many copies go out (2 under `MessageDuplicate`).
     pub copies: u8,
+}
+
+impl DatagramFate {
+    /// No fault: one copy, now.
+    pub const UNTOUCHED: DatagramFate = DatagramFate {
+        lost: false,
+        delay: Duration::ZERO,
+        copies: 1,
+    };
 }
 
 impl World {
@@ -161,9 +170,7 @@ impl World {
             copies: out.copies,
         }
     }
-}
 
-impl World {
     /// Messages madsim's network carried while no socket reported to the run: sockets of
     /// madsim-tokio (or madsim-tonic's endpoints), which the network faults other than
     /// partitions never see. Zero once any kelpie-tokio socket reported.

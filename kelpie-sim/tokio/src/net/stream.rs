@@ -135,7 +135,7 @@ impl TcpStream {
         // Not preallocated: `want` may be nearly `isize::MAX` (a `Vec`'s or `BytesMut`'s room).
         let mut read = Vec::new();
         let n = self.inner.try_read_buf(&mut (&mut read).limit(want))?;
-        self.traced_read(&read);
+        traced_read(&mut self.read, self.site, &read);
         buf.put_slice(&read);
         Ok(n)
     }
@@ -146,11 +146,6 @@ impl TcpStream {
             Some(s) if s.may_hold => sockets::stream_readable(s.local, s.peer, self.read),
             _ => Readable::Upto(u64::MAX),
         }
-    }
-
-    /// Counts and traces bytes read.
-    fn traced_read(&mut self, bytes: &[u8]) {
-        traced_read(&mut self.read, self.site, bytes);
     }
 }
 
