@@ -36,10 +36,12 @@ pub(crate) const fn mix64(mut z: u64) -> u64 {
 }
 
 impl Hasher for StableHasher {
+    #[inline]
     fn finish(&self) -> u64 {
         mix64(self.state)
     }
 
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
@@ -53,20 +55,24 @@ impl Hasher for StableHasher {
         }
     }
 
+    #[inline]
     fn write_u64(&mut self, v: u64) {
         self.state = (self.state ^ v)
             .wrapping_mul(0x9fb2_1c65_1e98_df25)
             .rotate_left(29);
     }
 
+    #[inline]
     fn write_u8(&mut self, v: u8) {
         self.write_u64(v as u64);
     }
 
+    #[inline]
     fn write_u32(&mut self, v: u32) {
         self.write_u64(v as u64);
     }
 
+    #[inline]
     fn write_usize(&mut self, v: usize) {
         self.write_u64(v as u64);
     }
