@@ -12,18 +12,31 @@ use super::{FaultSchedule, FaultSpec, FaultStat, FaultStats, OpKind, OP_TABLE};
 #[derive(Debug, Clone)]
 pub(crate) struct Fired {
     pub(crate) index: usize,
-    pub(crate) spec: FaultSpec,
+    /// Shared with the injector: a firing copies no spec.
+    pub(crate) spec: Arc<FaultSpec>,
     pub(crate) name: Arc<str>,
 }
 
 struct Active {
-    spec: FaultSpec,
+    spec: Arc<FaultSpec>,
+    /// Whether the spec has a filter or a window ([`FaultSpec::applies`] has something to
+    /// check); most declared faults have none.
+    filtered: bool,
     name: Arc<str>,
     rng: SimRng,
     considered: u64,
     /// Times the fault's stream said "fire" (fires plus those a schedule suppressed).
     drawn: u64,
     fired: u64,
+}
+
+impl Active {
+    /// Whether the fault's filters and window admit this operation (no check at all for a
+    /// fault without any).
+    #[inline]
+    fn admits(&self, op: OpKind, node: Option<&str>, key: Option<&[u8]>, now: Duration) -> bool {
+        !self.filtered || self.spec.applies(op, node, key, now)
+    }
 }
 
 /// The per-run fault decider: one stream per declared fault.
@@ -54,7 +67,13 @@ impl FaultInjector {
                 }
             }
             active.push(Active {
-                spec: spec.clone(),
+                spec: Arc::new(spec.clone()),
+                // Not the operation filter: `by_op` lists a fault only under the operations it
+                // admits.
+                filtered: spec.node.is_some()
+                    || spec.key_prefix.is_some()
+                    || spec.after.is_some()
+                    || spec.until.is_some(),
                 name,
                 rng,
                 considered: 0,
@@ -96,7 +115,7 @@ impl FaultInjector {
         now: Duration,
     ) -> Vec<Fired> {
         self.decide_inner(op, |a| {
-            custom.is_none_or(|c| *c == *a.name) && a.spec.applies(op, Some(node), key, now)
+            custom.is_none_or(|c| *c == *a.name) && a.admits(op, Some(node), key, now)
         })
     }
 
@@ -109,9 +128,7 @@ impl FaultInjector {
         now: Duration,
         keep: impl Fn(&FaultSpec) -> bool,
     ) -> Vec<Fired> {
-        self.decide_inner(op, |a| {
-            a.spec.applies(op, Some(node), None, now) && keep(&a.spec)
-        })
+        self.decide_inner(op, |a| a.admits(op, Some(node), None, now) && keep(&a.spec))
     }
 
     /// Like [`FaultInjector::decide`] for operations without a node or key of their own (the
@@ -122,9 +139,7 @@ impl FaultInjector {
         now: Duration,
         eligible: impl Fn(&FaultSpec) -> bool,
     ) -> Vec<Fired> {
-        self.decide_inner(op, |a| {
-            a.spec.applies(op, None, None, now) && eligible(&a.spec)
-        })
+        self.decide_inner(op, |a| a.admits(op, None, None, now) && eligible(&a.spec))
     }
 
     fn decide_inner(&mut self, op: OpKind, consider: impl Fn(&Active) -> bool) -> Vec<Fired> {
@@ -169,7 +184,7 @@ impl FaultInjector {
                 .active
                 .iter()
                 .map(|a| FaultStat {
-                    spec: a.spec.clone(),
+                    spec: FaultSpec::clone(&a.spec),
                     name: a.name.clone(),
                     kind: a.spec.kind,
                     considered: a.considered,

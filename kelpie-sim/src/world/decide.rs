@@ -9,13 +9,22 @@ use crate::trace::{EventKind, TraceEvent};
 use super::{State, World};
 
 impl World {
-    /// Considers the faults that apply to `op` on `node` and traces those that fired.
-    pub(crate) fn decide(&self, op: OpKind, node: NodeId, key: Option<&[u8]>) -> Vec<Fired> {
+    /// Considers the faults that apply to `op` on `node` and traces those that fired; with the
+    /// virtual time it read, if it read one (none when no declared fault applies to `op`).
+    pub(crate) fn decide(
+        &self,
+        op: OpKind,
+        node: NodeId,
+        key: Option<&[u8]>,
+    ) -> (Vec<Fired>, Option<Duration>) {
         if self.fault_ops & (1 << op as u32) == 0 {
-            return Vec::new();
+            return (Vec::new(), None);
         }
         let at = self.elapsed();
-        self.decide_locked(&mut self.lock(), at, op, node, key)
+        (
+            self.decide_locked(&mut self.lock(), at, op, node, key),
+            Some(at),
+        )
     }
 
     /// [`World::decide`] under a lock the caller holds, at virtual time `at`.
@@ -99,8 +108,8 @@ fn decide_traced(
     if !st.faults.any_for(op) {
         return Vec::new();
     }
-    let name = st.nodes.name(node).clone();
-    let fired = decide(&mut st.faults, &name);
+    // The node's name is borrowed beside the injector (no reference count taken per decision).
+    let fired = decide(&mut st.faults, st.nodes.name(node));
     for f in &fired {
         let kind = EventKind::Fault {
             fault: f.spec.kind(),

@@ -23,9 +23,24 @@ pub(crate) type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 /// Faults decided for one storage operation.
 pub(crate) struct Decided {
     fired: Vec<Fired>,
+    /// The virtual time of the decision in nanoseconds while it is still now (no latency
+    /// waited out since; [`Decided::UNREAD`] if none was read): the operation's event is at
+    /// that time, and the clock need not be read again. A plain integer keeps every storage
+    /// operation's future as small as it was.
+    at_ns: u64,
 }
 
 impl Decided {
+    const UNREAD: u64 = u64::MAX;
+
+    /// The operation's virtual time: the decision's, or the clock's after a wait.
+    fn at(&self, world: &World) -> Duration {
+        match self.at_ns {
+            Decided::UNREAD => world.elapsed(),
+            ns => Duration::from_nanos(ns),
+        }
+    }
+
     /// The index of the declared fault of `kind` that fired, if one did.
     fn has(&self, kind: FaultKind) -> Option<usize> {
         self.fired
@@ -61,6 +76,7 @@ impl State {
     }
 
     /// Records a storage event at `at`. `key` is shared with the disk when the disk has it.
+    #[inline]
     fn trace_storage(
         &mut self,
         at: Duration,
@@ -85,13 +101,15 @@ impl World {
         key: Option<&[u8]>,
     ) -> Decided {
         self.catch_up();
-        let d = Decided {
-            fired: self.decide(op, node, key),
-        };
+        let (fired, at) = self.decide(op, node, key);
+        // Nanoseconds fit a u64 for 584 years of virtual time.
+        let at_ns = at.map_or(Decided::UNREAD, |t| t.as_nanos() as u64);
+        let mut d = Decided { fired, at_ns };
         if let Some(i) = d.has(FaultKind::StorageLatency) {
             let max = self.fault_param(i, "max_ms").unwrap_or(1).max(1);
             let ns = self.draw(i, 1..max * 1_000_000 + 1);
             madsim::time::sleep(Duration::from_nanos(ns)).await;
+            d.at_ns = Decided::UNREAD;
         }
         d
     }
@@ -114,7 +132,7 @@ impl World {
         d: &Decided,
     ) -> Result<Option<Vec<u8>>, StorageError> {
         let mut st = self.lock_up(node)?;
-        let at = self.elapsed();
+        let at = d.at(self);
         if d.has(FaultKind::StorageReadFail).is_some() {
             let k = st.key_of(node, key);
             st.trace_storage(at, node, OpKind::Get, k, None, false);
@@ -141,7 +159,7 @@ impl World {
         d: &Decided,
     ) -> Result<(), StorageError> {
         let mut st = self.lock_up(node)?;
-        let at = self.elapsed();
+        let at = d.at(self);
         if let Some(err) = d.write_error() {
             let k = st.key_of(node, key);
             st.trace_storage(at, node, OpKind::Set, k, Some(value), false);
@@ -171,7 +189,7 @@ impl World {
         d: &Decided,
     ) -> Result<(), StorageError> {
         let mut st = self.lock_up(node)?;
-        let at = self.elapsed();
+        let at = d.at(self);
         if let Some(err) = d.write_error() {
             let k = st.key_of(node, key);
             st.trace_storage(at, node, OpKind::Delete, k, None, false);
@@ -190,7 +208,7 @@ impl World {
         d: &Decided,
     ) -> Result<Rows, StorageError> {
         let mut st = self.lock_up(node)?;
-        let at = self.elapsed();
+        let at = d.at(self);
         if d.has(FaultKind::StorageReadFail).is_some() {
             let k = st.key_of(node, prefix);
             st.trace_storage(at, node, OpKind::Scan, k, None, false);
@@ -221,7 +239,7 @@ impl World {
     /// Makes every earlier write on `node`'s disk durable, unless a lost fsync drops it.
     pub(crate) fn storage_sync(&self, node: NodeId, d: &Decided) -> Result<(), StorageError> {
         let mut st = self.lock_up(node)?;
-        let at = self.elapsed();
+        let at = d.at(self);
         if d.has(FaultKind::StorageFsyncLoss).is_none() {
             st.disks[node.index()].sync();
         }
@@ -251,7 +269,7 @@ impl World {
         d: &Decided,
     ) -> Result<(), StorageError> {
         let mut st = self.lock_up(node)?;
-        let at = self.elapsed();
+        let at = d.at(self);
         if let Some(err) = d.write_error() {
             st.trace_storage(at, node, OpKind::Commit, no_key(), None, false);
             return Err(err);
