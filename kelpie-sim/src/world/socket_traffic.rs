@@ -73,7 +73,10 @@ impl World {
     }
 
     /// Processes the ticks due, then traces and counts one reported socket event; returns the
-    /// locked state and the event's time, for the fault decisions that follow it.
+    /// locked state and the event's time, for the fault decisions that follow it. Always
+    /// inlined: as a call (returning the guard) it cost about 40 instructions per socket event,
+    /// 1.196x to 1.209x raw madsim in `tcp_roundtrips`.
+    #[inline(always)]
     fn report(
         self: &Arc<Self>,
         node: NodeId,
