@@ -299,7 +299,8 @@ impl World {
         }
     }
 
-    /// Runs `action` after `after` of virtual time, on the system node (unaffected by kills).
+    /// Runs `action` after `after` of virtual time, on the supervisor's node (unaffected by
+    /// kills).
     #[track_caller]
     pub(crate) fn delayed(
         self: &Arc<Self>,
@@ -313,7 +314,7 @@ impl World {
         });
     }
 
-    /// Spawns a task of our own on the system node (unaffected by kills), tracked for the end
+    /// Spawns a task of our own on the supervisor's node (unaffected by kills), tracked for the end
     /// of the run.
     #[track_caller]
     pub(crate) fn spawn_sys(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {

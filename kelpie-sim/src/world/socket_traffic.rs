@@ -51,8 +51,8 @@ impl DatagramFate {
 }
 
 impl World {
-    /// The node the running madsim task belongs to: the supervisor, one of ours, or `None`
-    /// (the system node, or a node made outside Kelpie's builder).
+    /// The node the running madsim task belongs to: the supervisor, one of ours, or `None` (a
+    /// node made outside Kelpie's builder).
     pub(crate) fn current_node(&self) -> Option<NodeId> {
         let id = madsim::plugin::node();
         if id == self.main_madsim {

@@ -11,7 +11,7 @@ use crate::ids::NodeId;
 /// A tracked task.
 struct Entry {
     abort: madsim::task::AbortHandle,
-    /// `None` for the world's own system node.
+    /// `None` for the simulator's own tasks (on the supervisor's node).
     node: Option<NodeId>,
     site: &'static Location<'static>,
 }
@@ -71,7 +71,7 @@ impl Tasks {
         for ((node, site), n) in count {
             let node = match node {
                 Some(node) => format!("{node} ({})", name(node)),
-                None => "kelpie-sys (the simulator's own tasks)".to_string(),
+                None => "kelpie (the simulator's own tasks)".to_string(),
             };
             let _ = writeln!(out, "  {node}  {site}  x{n}");
         }

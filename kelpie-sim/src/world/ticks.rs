@@ -2,7 +2,7 @@
 //! [`SimConfig::fault_tick`](crate::SimConfig::fault_tick) of virtual time.
 //!
 //! Ticks are decided on virtual time whether or not the system under test ever calls Kelpie:
-//! when such a fault is declared, a ticker task of our own (on the system node, which faults
+//! when such a fault is declared, a ticker task of our own (on the supervisor's node, which faults
 //! never touch) wakes at every tick's time and processes it ([`World::start_ticker`]), so a
 //! service written against `tokio` alone (madsim-tokio timers and sockets) is crashed, paused
 //! and partitioned like one written against the env. Every call into the simulation (a storage
