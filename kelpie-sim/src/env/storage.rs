@@ -32,8 +32,11 @@ impl SimStorage {
     /// Reads `key` (unsynced writes included).
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StorageError> {
         let (world, node, key) = (&self.env.world, self.env.node, key.as_ref());
-        let d = world.storage_begin(node, OpKind::Get, Some(key)).await;
-        world.storage_get(node, key, &d)
+        world
+            .storage_op(node, OpKind::Get, Some(key), |st, d, at| {
+                st.storage_get(node, key, d, at)
+            })
+            .await
     }
 
     /// Writes `key` to the volatile layer (durable after [`SimStorage::sync`]).
@@ -44,15 +47,21 @@ impl SimStorage {
     ) -> Result<(), StorageError> {
         let (world, node) = (&self.env.world, self.env.node);
         let (key, value) = (key.as_ref(), value.as_ref());
-        let d = world.storage_begin(node, OpKind::Set, Some(key)).await;
-        world.storage_set(node, key, value, &d)
+        world
+            .storage_op(node, OpKind::Set, Some(key), |st, d, at| {
+                st.storage_set(node, key, value, d, at)
+            })
+            .await
     }
 
     /// Deletes `key` in the volatile layer (durable after [`SimStorage::sync`]).
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<(), StorageError> {
         let (world, node, key) = (&self.env.world, self.env.node, key.as_ref());
-        let d = world.storage_begin(node, OpKind::Delete, Some(key)).await;
-        world.storage_delete(node, key, &d)
+        world
+            .storage_op(node, OpKind::Delete, Some(key), |st, d, at| {
+                st.storage_delete(node, key, d, at)
+            })
+            .await
     }
 
     /// Every key starting with `prefix`, with its value, in key order.
@@ -61,8 +70,11 @@ impl SimStorage {
         prefix: impl AsRef<[u8]>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         let (world, node, prefix) = (&self.env.world, self.env.node, prefix.as_ref());
-        let d = world.storage_begin(node, OpKind::Scan, Some(prefix)).await;
-        world.storage_scan(node, prefix, &d)
+        world
+            .storage_op(node, OpKind::Scan, Some(prefix), |st, d, at| {
+                st.storage_scan(node, prefix, d, at)
+            })
+            .await
     }
 
     /// Makes every earlier write durable (unless a
@@ -70,8 +82,11 @@ impl SimStorage {
     /// drops the sync).
     pub async fn sync(&self) -> Result<(), StorageError> {
         let (world, node) = (&self.env.world, self.env.node);
-        let d = world.storage_begin(node, OpKind::Sync, None).await;
-        world.storage_sync(node, &d)
+        world
+            .storage_op(node, OpKind::Sync, None, |st, d, at| {
+                st.storage_sync(node, d, at)
+            })
+            .await
     }
 
     /// Starts an optimistic transaction.
@@ -129,7 +144,16 @@ impl Transaction {
     /// returns [`StorageError::Crashed`].
     pub async fn commit(self) -> Result<(), StorageError> {
         let (world, node) = (&self.storage.env.world, self.storage.env.node);
-        let d = world.storage_begin(node, OpKind::Commit, None).await;
-        world.storage_commit(node, &self.reads, self.writes, &d)
+        let (reads, writes) = (&self.reads, self.writes);
+        let crashed = world
+            .storage_op(node, OpKind::Commit, None, |st, d, at| {
+                st.storage_commit(node, reads, writes, d, at)
+            })
+            .await?;
+        if crashed {
+            world.crash_after_commit(node);
+            return Err(StorageError::Crashed);
+        }
+        Ok(())
     }
 }

@@ -9,25 +9,8 @@ use crate::trace::{EventKind, TraceEvent};
 use super::{State, World};
 
 impl World {
-    /// Considers the faults that apply to `op` on `node` and traces those that fired; with the
-    /// virtual time it read, if it read one (none when no declared fault applies to `op`).
-    pub(crate) fn decide(
-        &self,
-        op: OpKind,
-        node: NodeId,
-        key: Option<&[u8]>,
-    ) -> (Vec<Fired>, Option<Duration>) {
-        if self.fault_ops & (1 << op as u32) == 0 {
-            return (Vec::new(), None);
-        }
-        let at = self.elapsed();
-        (
-            self.decide_locked(&mut self.lock(), at, op, node, key),
-            Some(at),
-        )
-    }
-
-    /// [`World::decide`] under a lock the caller holds, at virtual time `at`.
+    /// Considers the faults that apply to `op` on `node`, under a lock the caller holds, at
+    /// virtual time `at`, and traces those that fired.
     pub(super) fn decide_locked(
         &self,
         st: &mut State,
@@ -76,11 +59,6 @@ impl World {
             st.trace.record(TraceEvent { at, node, kind });
         }
         !fired.is_empty()
-    }
-
-    /// A value in `range` from declared fault `index`'s own stream.
-    pub(crate) fn draw(&self, index: usize, range: std::ops::Range<u64>) -> u64 {
-        self.lock().faults.draw(index, range)
     }
 
     /// Declared fault `index`'s millisecond parameter `name` (or its default).
