@@ -229,6 +229,7 @@ impl World {
 
     /// The state, locked. Panics once the watchdog has flagged the run (unwinding a stuck
     /// seed thread at its next call into the simulation).
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, State> {
         if self.abort.load(Ordering::Relaxed) {
             panic!("kelpie: run aborted by the wall-clock watchdog");
@@ -243,8 +244,14 @@ impl World {
     }
 
     /// Virtual time since the run started.
+    #[inline]
     pub(crate) fn elapsed(&self) -> Duration {
-        self.time.elapsed().saturating_sub(self.time_start)
+        let now = self.time.elapsed();
+        // A run starts at madsim's time zero (no subtraction to make on every event).
+        if self.time_start.is_zero() {
+            return now;
+        }
+        now.saturating_sub(self.time_start)
     }
 
     /// A madsim sleep of `duration` of virtual time.

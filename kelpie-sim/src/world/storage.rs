@@ -27,6 +27,7 @@ pub(crate) struct Decided {
 
 impl Decided {
     /// The index of the declared fault of `kind` that fired, if one did.
+    #[inline]
     fn has(&self, kind: FaultKind) -> Option<usize> {
         self.fired
             .iter()
@@ -35,6 +36,7 @@ impl Decided {
     }
 
     /// The error a failed write reports, if a fault made it fail.
+    #[inline]
     fn write_error(&self) -> Option<StorageError> {
         if self.has(FaultKind::StorageWriteFail).is_some() {
             Some(StorageError::Io { op: "write" })
