@@ -127,7 +127,8 @@ struct Lane<M> {
     /// Messages in flight; the slot of a delivered message is listed in `free` and reused.
     slots: Vec<Option<Message<M>>>,
     free: Vec<usize>,
-    inboxes: BTreeMap<NodeId, Inbox<M>>,
+    /// Each node's endpoint for `M`, by node index (none if it never bound one or lost it).
+    inboxes: Vec<Option<Inbox<M>>>,
 }
 
 impl<M> Lane<M> {
@@ -135,8 +136,21 @@ impl<M> Lane<M> {
         Lane {
             slots: Vec::new(),
             free: Vec::new(),
-            inboxes: BTreeMap::new(),
+            inboxes: Vec::new(),
         }
+    }
+
+    fn inbox(&self, node: NodeId) -> Option<&Inbox<M>> {
+        self.inboxes.get(node.index()).and_then(Option::as_ref)
+    }
+
+    /// Files `inbox` as `node`'s endpoint; the one it replaces.
+    fn set_inbox(&mut self, node: NodeId, inbox: Inbox<M>) -> Option<Inbox<M>> {
+        let i = node.index();
+        if self.inboxes.len() <= i {
+            self.inboxes.resize_with(i + 1, || None);
+        }
+        self.inboxes[i].replace(inbox)
     }
 
     /// Stores a message in flight; its slot.
@@ -170,7 +184,7 @@ impl<M> Lane<M> {
         } else if is_down(to) {
             Some(DropReason::Unreachable)
         } else {
-            match self.inboxes.get(&to) {
+            match self.inbox(to) {
                 Some(inbox) => {
                     inbox.push(Envelope { from, msg });
                     None
@@ -245,7 +259,9 @@ impl<M: Clone + Send + 'static> AnyLane for Lane<M> {
     }
 
     fn reset_node(&mut self, node: NodeId) {
-        self.inboxes.remove(&node);
+        if let Some(inbox) = self.inboxes.get_mut(node.index()) {
+            *inbox = None;
+        }
     }
 
     fn clear(&mut self) {
@@ -416,11 +432,7 @@ impl Network {
         node: NodeId,
     ) -> (SharedMailbox<M>, Option<Inbox<M>>) {
         let mailbox = Mailbox::shared();
-        let old = self
-            .lane::<M>()
-            .1
-            .inboxes
-            .insert(node, Inbox(mailbox.clone()));
+        let old = self.lane::<M>().1.set_inbox(node, Inbox(mailbox.clone()));
         (mailbox, old)
     }
 
