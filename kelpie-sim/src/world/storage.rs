@@ -55,6 +55,14 @@ fn no_key() -> Key {
 }
 
 impl State {
+    /// `NodeDown` if `node` is down: a storage operation of a down node fails.
+    fn node_up(&self, node: NodeId) -> Result<(), StorageError> {
+        match self.nodes.status(node) {
+            NodeStatus::Down => Err(StorageError::NodeDown),
+            _ => Ok(()),
+        }
+    }
+
     /// `key` as a [`Key`]: `node`'s disk's own if it has the key, else a new one.
     fn key_of(&self, node: NodeId, key: &[u8]) -> Key {
         self.disks[node.index()]
@@ -63,7 +71,6 @@ impl State {
     }
 
     /// Records a storage event at `at`. `key` is shared with the disk when the disk has it.
-    #[inline]
     fn trace_storage(
         &mut self,
         at: Duration,
@@ -103,9 +110,7 @@ impl World {
             };
             let d = Decided { fired };
             let Some(i) = d.has(FaultKind::StorageLatency) else {
-                if st.nodes.status(node) == NodeStatus::Down {
-                    return Err(StorageError::NodeDown);
-                }
+                st.node_up(node)?;
                 return body(&mut st, &d, at);
             };
             let max = self.fault_param(i, "max_ms").unwrap_or(1).max(1);
@@ -129,9 +134,7 @@ impl World {
         madsim::time::sleep(latency).await;
         let at = self.elapsed();
         let mut st = self.lock();
-        if st.nodes.status(node) == NodeStatus::Down {
-            return Err(StorageError::NodeDown);
-        }
+        st.node_up(node)?;
         body(&mut st, &d, at)
     }
 
