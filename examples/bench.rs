@@ -239,7 +239,9 @@ fn ring_raw(seed: u64) {
                 }));
             }
             txs[0].send(0).unwrap();
-            let _ = done.remove(0).await;
+            // Bounded as the Kelpie body is (equal work: its timer sits in madsim's timer heap
+            // for the whole run).
+            let _ = madsim::time::timeout(Duration::from_secs(5), done.remove(0)).await;
         });
     })
     .join()
