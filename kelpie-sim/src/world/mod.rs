@@ -247,7 +247,7 @@ impl World {
     #[inline]
     pub(crate) fn elapsed(&self) -> Duration {
         let now = self.time.elapsed();
-        // A run starts at madsim's time zero (no subtraction to make on every event).
+        // Runs start at madsim's time zero, so there is usually no subtraction to make.
         if self.time_start.is_zero() {
             return now;
         }
